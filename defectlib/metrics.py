@@ -1,0 +1,122 @@
+"""Metrics, computed once from a confusion matrix accumulated over a split.
+
+Introduced in chapter 03 (baseline).
+
+Counting and reducing are separate: :class:`SegmentationMeter` *counts*
+(a ``C x C`` pixel confusion matrix at each image's native resolution, plus
+one score and one label per image); :func:`reduce_confusion` and
+:func:`image_level_metrics` *reduce*.
+
+Conventions:
+    - Pixel metrics are **micro** over pixels of the whole split (the
+      confusion matrix is summed over all images first), then **macro** over
+      classes for the means.
+    - A class absent from both truth and prediction in the split has
+      undefined IoU/Dice: it is reported as NaN and left out of the means
+      (``nanmean``).  A class present in either counts normally (IoU 0 if
+      missed entirely).
+    - ``miou``: mean over all 6 classes including background (the convention
+      of published Magnetic Tile results); ``defect_miou``: mean over the 5
+      defect classes; ``binary_defect_iou``: IoU of "any defect" vs background.
+    - Image level: score = the highest defect probability (``1 - P(background)``)
+      over the image's pixels; ``image_auroc`` and ``image_accuracy`` (score >= 0.5)
+      for "has a defect".
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .data import CLASSES
+
+
+def confusion_matrix(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, num_classes: int = 6) -> np.ndarray:
+    """Pixel confusion matrix, rows = truth, columns = prediction.
+
+    Shape:
+        - ``pred``, ``target``: same shape, integer class indices.
+        - output: ``(num_classes, num_classes)`` int64.
+    """
+    pred = np.asarray(pred).ravel().astype(np.int64)
+    target = np.asarray(target).ravel().astype(np.int64)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction and target differ in size: {pred.shape} vs {target.shape}")
+    return np.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def reduce_confusion(cm: np.ndarray, class_names: tuple[str, ...] = CLASSES) -> dict:
+    """Pixel metrics from a confusion matrix (rows truth, columns prediction).
+
+    Returns:
+        dict with ``iou`` and ``dice`` (per-class dicts, NaN where undefined),
+        ``miou``, ``defect_miou``, ``mdice``, ``binary_defect_iou``,
+        ``pixel_accuracy``.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    fp = cm.sum(0) - tp
+    fn = cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
+        dice = np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+    b_tp = cm[1:, 1:].sum()
+    b_union = cm.sum() - cm[0, 0]
+    nanmean = lambda v: float(np.nanmean(v)) if np.any(~np.isnan(v)) else float("nan")  # noqa: E731
+    return {
+        "miou": nanmean(iou),
+        "defect_miou": nanmean(iou[1:]),
+        "mdice": nanmean(dice),
+        "binary_defect_iou": float(b_tp / b_union) if b_union > 0 else float("nan"),
+        "pixel_accuracy": float(tp.sum() / cm.sum()) if cm.sum() > 0 else float("nan"),
+        "iou": {n: float(v) for n, v in zip(class_names, iou)},
+        "dice": {n: float(v) for n, v in zip(class_names, dice)},
+    }
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (NaN if only one class of label is present)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def image_level_metrics(scores: np.ndarray, has_defect: np.ndarray, threshold: float = 0.5) -> dict:
+    """Image-level AUROC and accuracy of "has a defect" from per-image scores."""
+    scores, has_defect = np.asarray(scores, float), np.asarray(has_defect, bool)
+    return {
+        "image_auroc": roc_auc(scores, has_defect),
+        "image_accuracy": float(np.mean((scores >= threshold) == has_defect)) if len(scores) else float("nan"),
+    }
+
+
+class SegmentationMeter:
+    """Accumulates the confusion matrix and image scores over a split."""
+
+    def __init__(self, num_classes: int = 6):
+        self.num_classes = num_classes
+        self.cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.scores: list[float] = []
+        self.has_defect: list[bool] = []
+
+    def update(self, probs: torch.Tensor, target: np.ndarray | torch.Tensor) -> None:
+        """Add one image.
+
+        Shape:
+            - ``probs``: ``(C, H, W)`` class probabilities at native resolution.
+            - ``target``: ``(H, W)`` class indices.
+        """
+        pred = probs.argmax(0).cpu().numpy()
+        target = np.asarray(target)
+        self.cm += confusion_matrix(pred, target, self.num_classes)
+        self.scores.append(float((1 - probs[0]).max()))
+        self.has_defect.append(bool((target > 0).any()))
+
+    def compute(self) -> dict:
+        """All metrics of the split, plus the confusion matrix as nested lists."""
+        out = reduce_confusion(self.cm, CLASSES[: self.num_classes])
+        out.update(image_level_metrics(np.array(self.scores), np.array(self.has_defect)))
+        out["confusion_matrix"] = self.cm.tolist()
+        return out
