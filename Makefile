@@ -1,0 +1,44 @@
+# Set-up, tests and the book.  The virtual environment lives outside the
+# working tree, keyed on the hash of requirements.txt, so it is reused by every
+# checkout until the pins change (torch alone is several GB).
+SHELL := /bin/bash
+REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
+VENV ?= $(HOME)/.cache/defectlib/venv-$(REQ_HASH)
+PY := $(VENV)/bin/python
+SEEDS ?= 0 1 2
+
+.PHONY: venv data book test unit notebooks book-build reproduce clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+	@# editable install of this checkout (cheap; the venv may serve several checkouts)
+	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+
+data: venv  ## find or download and verify the Magnetic Tile dataset
+	$(PY) -m defectlib data
+
+book: venv book-build  ## build the website into _build/html
+	@echo "Open $(CURDIR)/_build/html/index.html"
+
+book-build:
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+
+unit: venv
+	$(PY) -m pytest -q tests
+
+notebooks: venv  ## execute every notebook in the smoke profile (outputs are not written back)
+	DEFECTLIB_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider notebooks
+
+test: unit notebooks book-build  ## everything CI runs
+
+reproduce: venv  ## full profile: every run of the report, then re-execute the notebooks in place
+	for cfg in configs/*.yaml; do for s in $(SEEDS); do $(PY) -m defectlib train --config $$cfg --seed $$s || exit 1; done; done
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
+
+clean:
+	rm -rf _build

@@ -1,0 +1,49 @@
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from defectlib.cli import main
+from defectlib.data import sample_dataset
+
+
+def test_help_for_every_subcommand():
+    for sub in ("data", "train", "evaluate", "predict"):
+        out = subprocess.run([sys.executable, "-m", "defectlib", sub, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage:" in out.stdout and len(out.stdout) > 200, sub
+
+
+def test_predict_writes_outputs_and_reports_bad_input(trained_run, tmp_path, capsys):
+    record, root = trained_run
+    checkpoint = root / record["checkpoint"]["path"]
+    images = sorted((sample_dataset() / "MT_Blowhole" / "Imgs").glob("*.jpg"))[:2]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "pred"
+    status = main(["predict", "--checkpoint", str(checkpoint), str(images[0]), str(bad), str(images[1]), "--out", str(out)])
+    assert status == 1
+    assert "broken.jpg" in capsys.readouterr().err
+    for image in images:
+        mask = np.asarray(Image.open(out / f"{image.stem}_mask.png"))
+        assert mask.shape == np.asarray(Image.open(image)).shape and mask.max() <= 5
+        assert (out / f"{image.stem}_overlay.png").is_file()
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert [r["image"] for r in rows] == [str(i) for i in images]
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+
+def test_evaluate_prints_table_and_writes_json(trained_run, tmp_path, capsys, monkeypatch):
+    record, root = trained_run
+    out = tmp_path / "val.json"
+    assert main(["evaluate", "--checkpoint", str(root / record["checkpoint"]["path"]), "--split", "val", "--out", str(out)]) == 0
+    assert "defect_miou" in capsys.readouterr().out
+    import json
+    assert json.loads(out.read_text())["metrics"]["miou"] == pytest.approx(record["val"]["miou"])
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "none.pt: checkpoint not found" in capsys.readouterr().err

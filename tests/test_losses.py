@@ -1,0 +1,64 @@
+import math
+
+import pytest
+import torch
+
+from defectlib.losses import LOSSES, build_loss, class_weights_from_frequencies
+
+
+def _logits(target, num_classes=3, scale=20.0, flip=False):
+    one_hot = torch.nn.functional.one_hot(target, num_classes).permute(0, 3, 1, 2).float()
+    signed = 2 * one_hot - 1  # +scale on the true class, -scale elsewhere: perfect for softmax and sigmoid
+    return scale * (-signed if flip else signed)
+
+
+TARGET = torch.tensor([[[0, 1], [2, 0]]])
+
+
+def test_ce_perfect_and_uniform():
+    ce = build_loss("ce")
+    assert ce(_logits(TARGET), TARGET).item() < 1e-6
+    assert ce(torch.zeros(1, 3, 2, 2), TARGET).item() == pytest.approx(math.log(3))
+
+
+def test_ce_worst_prediction():
+    # logits: -20 for the true class, +20 for the two others -> -log(e^-20 / (e^-20 + 2 e^20)) = log(1 + 2 e^40)
+    assert build_loss("ce")(_logits(TARGET, flip=True), TARGET).item() == pytest.approx(math.log(1 + 2 * math.exp(40)), rel=1e-5)
+
+
+def test_dice_perfect_and_worst():
+    dice = build_loss("dice")
+    assert dice(_logits(TARGET, scale=50), TARGET).item() == pytest.approx(0.0, abs=1e-4)
+    assert dice(_logits(TARGET, scale=50, flip=True), TARGET).item() > 0.6
+
+
+def test_all_background_mask():
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    for name in ("ce", "dice", "dice_ce", "focal", "lovasz", "tversky"):
+        loss = build_loss(name)(_logits(target, scale=50), target)
+        assert torch.isfinite(loss) and loss.item() == pytest.approx(0.0, abs=1e-3), name
+
+
+def test_uniform_class_weights_equal_no_weights():
+    weights = class_weights_from_frequencies([10, 10, 10])
+    assert torch.equal(weights, torch.ones(3))
+    logits = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(1))
+    assert build_loss("weighted_ce", weights)(logits, target).item() == pytest.approx(build_loss("ce")(logits, target).item())
+
+
+def test_class_weights_formula():
+    # f = (0.64, 0.16, 0.16, 0.04) -> f^-1/2 = (1.25, 2.5, 2.5, 5), mean 2.8125
+    w = class_weights_from_frequencies([64, 16, 16, 4])
+    assert w.tolist() == pytest.approx([1.25 / 2.8125, 2.5 / 2.8125, 2.5 / 2.8125, 5 / 2.8125])
+    assert class_weights_from_frequencies([5, 0, 5])[1].item() == 0.0
+
+
+def test_every_loss_builds_and_backpropagates():
+    target = torch.randint(0, 6, (2, 8, 8))
+    for name in LOSSES:
+        logits = torch.randn(2, 6, 8, 8, requires_grad=True)
+        build_loss(name, torch.ones(6))(logits, target).backward()
+        assert logits.grad is not None, name
+    with pytest.raises(ValueError, match="unknown loss"):
+        build_loss("nope")

@@ -1,0 +1,62 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from defectlib.metrics import SegmentationMeter, confusion_matrix, image_level_metrics, reduce_confusion
+
+
+def test_confusion_matrix_counts():
+    target = np.array([0, 0, 1, 1, 2])
+    pred = np.array([0, 1, 1, 1, 0])
+    assert confusion_matrix(pred, target, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+
+
+def test_reduce_hand_computed():
+    # 3 classes: background, A, B
+    cm = np.array([[50, 5, 0],
+                   [5, 10, 0],
+                   [0, 0, 0]])  # class B absent from truth and prediction
+    m = reduce_confusion(cm, ("background", "A", "B"))
+    assert m["iou"]["background"] == pytest.approx(50 / 60)
+    assert m["iou"]["A"] == pytest.approx(10 / 20)
+    assert math.isnan(m["iou"]["B"]) and math.isnan(m["dice"]["B"])
+    assert m["dice"]["A"] == pytest.approx(20 / 30)
+    assert m["miou"] == pytest.approx((50 / 60 + 0.5) / 2)   # absent class left out of the mean
+    assert m["defect_miou"] == pytest.approx(0.5)
+    assert m["pixel_accuracy"] == pytest.approx(60 / 70)
+    assert m["binary_defect_iou"] == pytest.approx(10 / 20)
+
+
+def test_missed_class_counts_zero_and_binary_merges_defects():
+    cm = np.array([[10, 0, 0],
+                   [0, 0, 4],   # all of A predicted as B
+                   [0, 0, 0]])
+    m = reduce_confusion(cm, ("background", "A", "B"))
+    assert m["iou"]["A"] == 0 and m["iou"]["B"] == 0
+    assert m["binary_defect_iou"] == 1.0
+
+
+def test_perfect_and_worst():
+    perfect = reduce_confusion(np.diag([5, 3, 2]), ("background", "A", "B"))
+    assert perfect["miou"] == perfect["defect_miou"] == perfect["pixel_accuracy"] == 1.0
+    worst = reduce_confusion(np.array([[0, 5, 0], [3, 0, 0], [0, 2, 0]]), ("background", "A", "B"))
+    assert worst["miou"] == 0 and worst["pixel_accuracy"] == 0
+
+
+def test_image_level():
+    m = image_level_metrics(np.array([0.9, 0.2, 0.6, 0.4]), np.array([1, 0, 0, 1]))
+    assert m["image_auroc"] == pytest.approx(0.75)
+    assert m["image_accuracy"] == pytest.approx(0.5)
+    assert math.isnan(image_level_metrics(np.array([0.1]), np.array([0]))["image_auroc"])
+
+
+def test_meter_accumulates_over_images():
+    meter = SegmentationMeter(num_classes=2)
+    probs = torch.tensor([[[0.9, 0.2]], [[0.1, 0.8]]])  # (C=2, H=1, W=2): predicts [0, 1]
+    meter.update(probs, np.array([[0, 1]]))
+    meter.update(probs, np.array([[0, 0]]))
+    out = meter.compute()
+    assert out["confusion_matrix"] == [[2, 1], [0, 1]]
+    assert meter.scores == pytest.approx([0.8, 0.8]) and meter.has_defect == [True, False]

@@ -1,0 +1,54 @@
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from defectlib.models import build_model, encoder_normalization, lite0_classifier, lite0_imagenet_state_dict
+
+
+def _imagenet_class(model, image):
+    mean, std = encoder_normalization()
+    x = torch.from_numpy(image).float().permute(2, 0, 1)[None] / 255.0
+    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    x = (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    with torch.no_grad():
+        return int(model(x).argmax())
+
+
+def test_mapped_classifier_recognises_skimage_pictures():
+    skimage_data = pytest.importorskip("skimage.data")
+    model = lite0_classifier()
+    assert _imagenet_class(model, skimage_data.chelsea()) == 285  # Egyptian cat
+    assert _imagenet_class(model, skimage_data.coffee()) == 967   # espresso
+
+
+def test_normalisation_comes_from_timm_config():
+    assert encoder_normalization() == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def test_segmentation_encoder_holds_the_mapped_tensors():
+    model = build_model("unet", pretrained=True)
+    weights = lite0_imagenet_state_dict()
+    encoder = model.encoder.model.state_dict()
+    assert len(encoder) == 288  # all but conv_head, bn2 and the classifier
+    for name, tensor in encoder.items():
+        assert torch.equal(tensor, weights[name]), name
+
+
+@pytest.mark.parametrize("architecture", ["unet", "fpn", "deeplabv3plus"])
+def test_architectures_build_offline(monkeypatch, architecture):
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    model = build_model(architecture, pretrained=True).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64))
+    assert out.shape == (1, 6, 64, 64)
+
+
+def test_pretrained_other_encoder_is_refused():
+    with pytest.raises(ValueError, match="offline ImageNet weights"):
+        build_model("unet", encoder="resnet18", pretrained=True)
