@@ -180,3 +180,25 @@ def load_records(name: str | None = None, root: Path | None = None) -> list[dict
     folder = Path(root or results_dir()) / "runs"
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
     return [r for r in records if name is None or r["config"]["name"] == name]
+
+
+def report_samples(per_category_smoke: int = 8) -> list:
+    """The dataset's samples for a notebook: all of them in ``full``; in ``smoke``
+    the first ``per_category_smoke`` per category (from ``data/sample`` when the
+    full dataset is absent).  Chapters 01 and 02 use it.
+    """
+    from .data import CATEGORIES, find_dataset, list_samples, sample_dataset
+
+    if current_profile() == "full":
+        return list_samples(find_dataset())
+    try:
+        root = find_dataset(download=False)
+    except FileNotFoundError:
+        root = sample_dataset()
+    samples = list_samples(root)
+    return [s for c in CATEGORIES for s in [x for x in samples if x.category == c][:per_category_smoke]]
+
+
+def assets_dir() -> Path | None:
+    """``assets/`` in the full profile; None in smoke (which writes nothing into the project)."""
+    return project_root() / "assets" if current_profile() == "full" else None
