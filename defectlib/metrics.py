@@ -100,6 +100,7 @@ class SegmentationMeter:
         self.cm = np.zeros((num_classes, num_classes), dtype=np.int64)
         self.scores: list[float] = []
         self.has_defect: list[bool] = []
+        self.per_image: list[np.ndarray] = []  # one confusion matrix per image, for bootstrapping
 
     def update(self, probs: torch.Tensor, target: np.ndarray | torch.Tensor) -> None:
         """Add one image.
@@ -110,7 +111,9 @@ class SegmentationMeter:
         """
         pred = probs.argmax(0).cpu().numpy()
         target = np.asarray(target)
-        self.cm += confusion_matrix(pred, target, self.num_classes)
+        cm = confusion_matrix(pred, target, self.num_classes)
+        self.cm += cm
+        self.per_image.append(cm)
         self.scores.append(float((1 - probs[0]).max()))
         self.has_defect.append(bool((target > 0).any()))
 
@@ -120,3 +123,25 @@ class SegmentationMeter:
         out.update(image_level_metrics(np.array(self.scores), np.array(self.has_defect)))
         out["confusion_matrix"] = self.cm.tolist()
         return out
+
+
+def bootstrap_interval(per_image_cms: np.ndarray | list, keys: tuple[str, ...] = ("miou", "defect_miou"),
+                       n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval over images for split-level pixel metrics.
+
+    Images are resampled with replacement, their confusion matrices summed, and
+    each metric recomputed; the interval is the central ``level`` of the
+    ``n_boot`` values.
+
+    Shape:
+        - ``per_image_cms``: ``(N, C, C)``.
+    """
+    cms = np.asarray(per_image_cms)
+    rng = np.random.default_rng(seed)
+    values = {k: [] for k in keys}
+    for _ in range(n_boot):
+        reduced = reduce_confusion(cms[rng.integers(0, len(cms), len(cms))].sum(0), CLASSES[: cms.shape[1]])
+        for k in keys:
+            values[k].append(reduced[k])
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    return {k: (float(np.nanquantile(v, lo)), float(np.nanquantile(v, hi))) for k, v in values.items()}

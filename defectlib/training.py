@@ -107,10 +107,13 @@ def predict_probs(model: torch.nn.Module, images: torch.Tensor, sizes: list[tupl
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: MagneticTileDataset, batch_size: int = 16, progress: bool = False,
-             desc: str = "evaluate") -> dict:
-    """Metrics of ``model`` on ``dataset`` at each image's native resolution (see :mod:`defectlib.metrics`)."""
+             desc: str = "evaluate", meter: SegmentationMeter | None = None) -> dict:
+    """Metrics of ``model`` on ``dataset`` at each image's native resolution (see :mod:`defectlib.metrics`).
+
+    Pass a ``meter`` to keep the per-image counts (e.g. for bootstrap intervals).
+    """
     model.eval()
-    meter = SegmentationMeter()
+    meter = meter if meter is not None else SegmentationMeter()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     index = 0
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):

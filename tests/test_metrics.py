@@ -60,3 +60,17 @@ def test_meter_accumulates_over_images():
     out = meter.compute()
     assert out["confusion_matrix"] == [[2, 1], [0, 1]]
     assert meter.scores == pytest.approx([0.8, 0.8]) and meter.has_defect == [True, False]
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_collapses_for_identical_images():
+    from defectlib.metrics import bootstrap_interval
+
+    same = np.stack([np.diag([10, 2, 0, 0, 0, 0])] * 20)
+    same[:, 0, 1] = 2
+    ci = bootstrap_interval(same, n_boot=200)
+    point = reduce_confusion(same.sum(0))["miou"]
+    assert ci["miou"][0] == pytest.approx(point) and ci["miou"][1] == pytest.approx(point)
+    varied = np.stack([np.diag([10, k, 0, 0, 0, 0]) for k in range(20)])
+    varied[:, 1, 0] = 3
+    lo, hi = bootstrap_interval(varied, n_boot=200)["defect_miou"]
+    assert lo < reduce_confusion(varied.sum(0))["defect_miou"] < hi
