@@ -175,7 +175,7 @@ def train(cfg: dict, seed: int = 0, progress: bool = True, results_root: Path | 
              "bad_epochs": 0, "train_seconds": 0.0, "train_images": 0}
     last = work / "last.pt"
     if last.is_file():
-        saved = torch.load(last, map_location="cpu", weights_only=False)
+        saved = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
