@@ -153,6 +153,7 @@ def train(cfg: dict, seed: int = 0, progress: bool = True, results_root: Path | 
             used to test resuming.
     """
     t_start = time.time()
+    commit = ex.git_commit()  # the code that trains, even if the checkout changes during the run
     root = Path(results_root or ex.results_dir(cfg.get("profile")))
     rid = ex.run_id(cfg, seed)
     work = root / "work" / rid
@@ -244,7 +245,7 @@ def train(cfg: dict, seed: int = 0, progress: bool = True, results_root: Path | 
         "config": cfg,
         "config_hash": ex.config_hash(cfg),
         "seed": seed,
-        "git_commit": ex.git_commit(),
+        "git_commit": commit,
         "environment": ex.environment(),
         "wall_seconds": time.time() - t_start,
         "train_seconds": state["train_seconds"],
