@@ -35,14 +35,30 @@ class Prediction:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to the image files they hold (sorted)."""
+    """Files as given, folders expanded to the image files they hold (sorted).
+
+    In a folder, a ``<stem>.png`` beside a ``<stem>.jpg`` (or other non-PNG image)
+    is taken for its mask, as in the Magnetic Tile layout, and skipped.
+    """
     out = []
     for item in map(Path, inputs):
         if item.is_dir():
-            out += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            non_png = {p.stem for p in files if p.suffix.lower() != ".png"}
+            out += [p for p in files if not (p.suffix.lower() == ".png" and p.stem in non_png)]
         else:
             out.append(item)
     return out
+
+
+def _output_stem(path: Path, used: set[str]) -> str:
+    """The input's stem, made unique among this run's outputs (``name``, ``name_2``, ...)."""
+    stem, k = path.stem, 1
+    while stem in used:
+        k += 1
+        stem = f"{path.stem}_{k}"
+    used.add(stem)
+    return stem
 
 
 class Predictor:
@@ -88,6 +104,8 @@ def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_
     """Predict every input and write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``predictions.csv``.
 
     Unreadable inputs are reported and skipped; every file is written atomically.
+    Inputs sharing a file stem get ``<stem>_2``, ``<stem>_3``... (see the CSV's
+    ``output_stem`` column).
 
     Returns:
         ``(predictions, failures)``, failures as ``"<path>: <reason>"`` strings.
@@ -95,7 +113,7 @@ def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictor = Predictor(checkpoint)
-    results, failures = [], []
+    results, failures, used, output_stems = [], [], set(), []
     for path in tqdm(expand_inputs(inputs), desc="predict", disable=not progress):
         try:
             if not path.is_file():
@@ -104,13 +122,15 @@ def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_
         except DatasetError as exc:
             failures += exc.problems
             continue
-        _write_atomic(out_dir / f"{path.stem}_mask.png", _png_bytes(pred.mask))
-        _write_atomic(out_dir / f"{path.stem}_overlay.png", _png_bytes(overlay(read_image(path), pred.mask)))
+        stem = _output_stem(path, used)
+        _write_atomic(out_dir / f"{stem}_mask.png", _png_bytes(pred.mask))
+        _write_atomic(out_dir / f"{stem}_overlay.png", _png_bytes(overlay(read_image(path), pred.mask)))
         results.append(pred)
+        output_stems.append(stem)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["image", "defect_class", "defect_area_fraction", "defect_score"])
-    for p in results:
-        writer.writerow([str(p.path), p.defect_class, f"{p.defect_fraction:.6f}", f"{p.score:.6f}"])
+    writer.writerow(["image", "output_stem", "defect_class", "defect_area_fraction", "defect_score"])
+    for p, stem in zip(results, output_stems):
+        writer.writerow([str(p.path), stem, p.defect_class, f"{p.defect_fraction:.6f}", f"{p.score:.6f}"])
     _write_atomic(out_dir / "predictions.csv", buf.getvalue().encode())
     return results, failures

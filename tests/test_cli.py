@@ -47,3 +47,16 @@ def test_evaluate_prints_table_and_writes_json(trained_run, tmp_path, capsys, mo
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "none.pt: checkpoint not found" in capsys.readouterr().err
+
+
+def test_predict_folder_skips_masks_and_keeps_same_stems_apart(trained_run, tmp_path):
+    from defectlib.inference import expand_inputs, predict_to_folder
+
+    record, root = trained_run
+    folder = sample_dataset() / "MT_Crack" / "Imgs"
+    inputs = expand_inputs([folder])
+    assert inputs and all(p.suffix == ".jpg" for p in inputs)
+    first = inputs[0]
+    results, failures = predict_to_folder(root / record["checkpoint"]["path"], [first, first], tmp_path, progress=False)
+    assert not failures and len(results) == 2
+    assert (tmp_path / f"{first.stem}_mask.png").is_file() and (tmp_path / f"{first.stem}_2_mask.png").is_file()
