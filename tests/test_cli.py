@@ -60,3 +60,17 @@ def test_predict_folder_skips_masks_and_keeps_same_stems_apart(trained_run, tmp_
     results, failures = predict_to_folder(root / record["checkpoint"]["path"], [first, first], tmp_path, progress=False)
     assert not failures and len(results) == 2
     assert (tmp_path / f"{first.stem}_mask.png").is_file() and (tmp_path / f"{first.stem}_2_mask.png").is_file()
+
+
+def test_train_subcommand_then_reuse(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEFECTLIB_PROFILE", "smoke")
+    monkeypatch.setenv("DEFECTLIB_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("DEFECTLIB_DATA_DIR", str(sample_dataset()))
+    assert main(["train", "--config", "configs/baseline.yaml", "--seed", "3"]) == 0
+    first = capsys.readouterr().out
+    records = list((tmp_path / "runs").glob("baseline-*-seed3.json"))
+    assert len(records) == 1 and "val mIoU" in first
+    stamp = records[0].stat().st_mtime_ns
+    assert main(["train", "--config", "configs/baseline.yaml", "--seed", "3"]) == 0
+    assert records[0].stat().st_mtime_ns == stamp  # stored record returned, not retrained
+    assert first.endswith(capsys.readouterr().out)  # same summary, without the epoch lines
