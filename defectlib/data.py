@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -245,13 +246,13 @@ def read_binary_mask(path: str | Path, shape: tuple[int, int] | None = None) -> 
     problems = check_mask_array(arr, mode, path, shape)
     if problems:
         raise DatasetError(problems, "Bad mask")
-    return arr >= MASK_THRESHOLD
+    return arr.astype(bool) if mode == "1" else arr >= MASK_THRESHOLD
 
 
 def check_mask_array(arr: np.ndarray, mode: str, path: Path, shape: tuple[int, int] | None) -> list[str]:
     """Problems with a decoded mask (empty list if fine)."""
-    if mode not in ("L", "1", "P") or arr.ndim != 2 or arr.dtype != np.uint8 and mode != "1":
-        return [f"{path}: mask must be 8-bit single-channel, got mode {mode} with shape {arr.shape}"]
+    if mode not in ("L", "1") or arr.ndim != 2:
+        return [f"{path}: mask must be 8-bit single-channel (or 1-bit), got mode {mode} with shape {arr.shape}"]
     if shape is not None and arr.shape != tuple(shape):
         return [f"{path}: mask size {arr.shape[1]}x{arr.shape[0]} differs from image size {shape[1]}x{shape[0]}"]
     if mode == "1":
@@ -402,8 +403,6 @@ class SegmentationDataset(Dataset):
         return image, mask
 
     def __getitem__(self, index: int) -> dict:
-        import torch
-
         image, mask = self.load(index)
         height, width = image.shape
         if self.transform is not None:

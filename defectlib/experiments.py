@@ -168,8 +168,12 @@ def get_run(config: str | Path | dict, seed: int = 0, *, retrain: bool = False, 
     """
     from .training import train
 
-    cfg = config if isinstance(config, dict) and "profile" in config else (
-        resolve_config(config, overrides=overrides) if isinstance(config, dict) else load_config(config, overrides=overrides))
+    if not isinstance(config, dict):
+        cfg = load_config(config, overrides=overrides)
+    elif "profile" in config and not overrides:
+        cfg = config  # already resolved
+    else:
+        cfg = resolve_config(config, config.get("profile"), overrides)
     if not retrain and (record := read_record(cfg, seed)) is not None:
         return record
     return train(cfg, seed, progress=progress)

@@ -86,7 +86,7 @@ def build_from_config(cfg: dict, train_samples: list[Sample] | None = None):
     m = cfg["model"]
     model = build_model(m["architecture"], m["encoder"], 6, m.get("pretrained", True), m.get("decoder_channels"))
     weights = None
-    if cfg["loss"]["name"] in ("weighted_ce",) or cfg["loss"].get("class_weights"):
+    if cfg["loss"]["name"] == "weighted_ce" or cfg["loss"].get("class_weights"):
         weights = class_weights_from_frequencies(pixel_counts(train_samples or []), cfg["loss"].get("weight_power", 0.5))
     kwargs = {k: v for k, v in cfg["loss"].items() if k not in ("name", "class_weights", "weight_power")}
     return model, build_loss(cfg["loss"]["name"], weights, **kwargs)

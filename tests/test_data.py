@@ -151,3 +151,11 @@ def test_folder_pairs_for_own_data(tmp_path, tiny_pair):
     shutil.copy(tiny_pair / "MT_Crack/Imgs/exp1_num_1.jpg", images / "b.jpg")
     with pytest.raises(DatasetError, match="b.jpg: no mask"):
         data.folder_pairs(images, masks)
+
+
+def test_one_bit_mask_is_read_as_binary(tiny_pair):
+    mask = np.zeros((20, 30), bool)
+    mask[2:4, 3:8] = True
+    Image.fromarray(mask).convert("1").save(tiny_pair / "MT_Crack/Imgs/exp1_num_1.png")
+    (sample,) = data.validate_dataset(tiny_pair)
+    assert (data.class_index_mask(sample) == 3).sum() == 10
