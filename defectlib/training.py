@@ -138,6 +138,13 @@ def _make_optimizer(cfg: dict, model: torch.nn.Module, steps: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def _save_atomic(payload: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
 def train(cfg: dict, seed: int = 0, progress: bool = True, results_root: Path | None = None,
           stop_after_epoch: int | None = None) -> dict:
     """Train one run, write its record and best checkpoint, and return the record.
@@ -219,14 +226,12 @@ def train(cfg: dict, seed: int = 0, progress: bool = True, results_root: Path | 
                        f"defect mIoU {val['defect_miou']:.4f}  ({train_time:.0f}s)")
         if val["miou"] > state["best_miou"]:
             state.update(best_miou=val["miou"], best_epoch=epoch, best_val=val, bad_epochs=0)
-            torch.save({"model": model.state_dict(), "config": cfg, "seed": seed, "epoch": epoch}, best_path)
+            _save_atomic({"model": model.state_dict(), "config": cfg, "seed": seed, "epoch": epoch}, best_path)
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        tmp = work / "last.pt.tmp"
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "state": state}, tmp)
-        tmp.replace(last)
+        _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "state": state}, last)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return {}
 
@@ -238,8 +243,8 @@ def train(cfg: dict, seed: int = 0, progress: bool = True, results_root: Path | 
                         progress=progress, desc="test")
     ckpt = ex.checkpoint_path(cfg, seed, root)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(best_path, ckpt.with_suffix(".tmp"))
-    ckpt.with_suffix(".tmp").replace(ckpt)
+    shutil.copyfile(best_path, ckpt.with_name(ckpt.name + ".tmp"))
+    ckpt.with_name(ckpt.name + ".tmp").replace(ckpt)
     record = {
         "run_id": rid,
         "config": cfg,
