@@ -2,14 +2,14 @@
 # working tree, keyed on the hash of requirements.txt, so it is reused by every
 # checkout until the pins change (torch alone is several GB).
 SHELL := /bin/bash
-REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
+REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-12)
 VENV ?= $(HOME)/.cache/defectlib/venv-$(REQ_HASH)
 PY := $(VENV)/bin/python
 SEEDS ?= 0 1 2
 
 .PHONY: venv data book test unit notebooks book-build reproduce clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
