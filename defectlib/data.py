@@ -471,3 +471,20 @@ def folder_pairs(images_dir: str | Path, masks_dir: str | Path, defect_label: in
         raise DatasetError(problems, f"Invalid dataset at {images_dir}")
     validate_pairs((i, m) for i, m, _ in pairs)
     return pairs
+
+
+class FolderDataset(SegmentationDataset):
+    """Your own data: ``images_dir/<stem>.<ext>`` with ``masks_dir/<stem>.png``.
+
+    Every pair is decoded and validated up front (see :func:`folder_pairs`);
+    defect pixels of the 0/255 masks get class ``defect_label``.
+
+    Args:
+        images_dir, masks_dir: the two folders.
+        transform, normalize: as in :class:`SegmentationDataset`.
+        defect_label: class index for defect pixels (1..5 to reuse a Magnetic Tile model's classes).
+    """
+
+    def __init__(self, images_dir: str | Path, masks_dir: str | Path, transform: Callable | None = None,
+                 normalize: tuple[Sequence[float], Sequence[float]] = ((0.5,) * 3, (0.5,) * 3), defect_label: int = 1):
+        super().__init__(folder_pairs(images_dir, masks_dir, defect_label), transform, normalize)

@@ -145,12 +145,17 @@ def test_folder_pairs_for_own_data(tmp_path, tiny_pair):
     images.mkdir(), masks.mkdir()
     shutil.copy(tiny_pair / "MT_Crack/Imgs/exp1_num_1.jpg", images / "a.jpg")
     shutil.copy(tiny_pair / "MT_Crack/Imgs/exp1_num_1.png", masks / "a.png")
-    pairs = data.folder_pairs(images, masks, defect_label=2)
-    ds = data.SegmentationDataset(pairs)
-    assert ds[0]["mask"].max().item() == 2
+    ds = data.FolderDataset(images, masks, defect_label=2)
+    assert len(ds) == 1 and ds[0]["mask"].max().item() == 2
     shutil.copy(tiny_pair / "MT_Crack/Imgs/exp1_num_1.jpg", images / "b.jpg")
     with pytest.raises(DatasetError, match="b.jpg: no mask"):
-        data.folder_pairs(images, masks)
+        data.FolderDataset(images, masks)
+
+
+def test_folder_dataset_empty_folder(tmp_path):
+    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    with pytest.raises(DatasetError, match="folder holds no images"):
+        data.FolderDataset(tmp_path / "images", tmp_path / "masks")
 
 
 def test_one_bit_mask_is_read_as_binary(tiny_pair):
