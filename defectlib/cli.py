@@ -46,16 +46,11 @@ def format_metrics(metrics: dict) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import MagneticTileDataset
     from .experiments import write_json
-    from .models import encoder_normalization
-    from .training import dataset_samples, evaluate, load_checkpoint
-    from .transforms import build_transform
+    from .training import dataset_samples, eval_dataset, evaluate, load_checkpoint
 
     model, cfg = load_checkpoint(args.checkpoint)
-    samples = dataset_samples(cfg)[args.split]
-    ds = MagneticTileDataset(samples, build_transform(cfg["data"]["image_size"]),
-                             encoder_normalization(cfg["model"]["encoder"]))
+    ds = eval_dataset(cfg, dataset_samples(cfg)[args.split])
     metrics = evaluate(model, ds, progress=True, desc=args.split)
     print(format_metrics(metrics))
     out = Path(args.out or Path(args.checkpoint).with_suffix(f".{args.split}.json"))

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -362,6 +362,20 @@ def class_index_mask(sample: Sample) -> np.ndarray:
 # PyTorch datasets
 # ----------------------------------------------------------------------------
 
+def to_network_input(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """A grayscale image as the RGB-pretrained encoder expects it.
+
+    The gray channel is repeated three times, scaled to [0, 1], then
+    normalised per channel with ``mean`` and ``std``.
+
+    Shape:
+        - ``image``: ``(H, W)`` uint8; output ``(3, H, W)`` float32.
+    """
+    rgb = np.repeat(np.asarray(image)[..., None], 3, axis=2).astype(np.float32) / 255.0
+    rgb = (rgb - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+
+
 class SegmentationDataset(Dataset):
     """Images and class-index masks with an albumentations transform on both.
 
@@ -408,10 +422,8 @@ class SegmentationDataset(Dataset):
         if self.transform is not None:
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
-        rgb = np.repeat(image[..., None], 3, axis=2).astype(np.float32) / 255.0
-        rgb = (rgb - self.mean) / self.std
         return {
-            "image": torch.from_numpy(rgb.transpose(2, 0, 1).copy()),
+            "image": to_network_input(image, self.mean, self.std),
             "mask": torch.from_numpy(np.asarray(mask, dtype=np.int64)),
             "meta": {
                 "path": str(self.pairs[index][0]),

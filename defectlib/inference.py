@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import CLASSES, IMAGE_SUFFIXES, DatasetError, read_image
+from .data import CLASSES, IMAGE_SUFFIXES, DatasetError, read_image, to_network_input
 from .models import encoder_normalization
 from .training import load_checkpoint, predict_probs
 from .transforms import build_transform
@@ -68,13 +68,11 @@ class Predictor:
         self.model, self.config = load_checkpoint(checkpoint)
         size = self.config["data"]["image_size"]
         self.transform = build_transform(size)
-        self.mean, self.std = (np.asarray(v, np.float32) for v in encoder_normalization(self.config["model"]["encoder"]))
+        self.mean, self.std = encoder_normalization(self.config["model"]["encoder"])
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """Class probabilities ``(C, H, W)`` at the native size of a grayscale ``(H, W)`` image."""
-        x = self.transform(image=image)["image"]
-        x = (np.repeat(x[..., None], 3, axis=2).astype(np.float32) / 255.0 - self.mean) / self.std
-        batch = torch.from_numpy(x.transpose(2, 0, 1).copy())[None]
+        batch = to_network_input(self.transform(image=image)["image"], self.mean, self.std)[None]
         return predict_probs(self.model, batch, [image.shape])[0]
 
     def predict(self, path: str | Path) -> Prediction:

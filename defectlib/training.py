@@ -72,6 +72,12 @@ def dataset_samples(cfg: dict) -> dict[str, list[Sample]]:
     return out
 
 
+def eval_dataset(cfg: dict, samples: list[Sample]) -> MagneticTileDataset:
+    """Samples served as the config's model sees them at evaluation (resize, no augmentation)."""
+    return MagneticTileDataset(samples, build_transform(cfg["data"]["image_size"]),
+                               encoder_normalization(cfg["model"]["encoder"]))
+
+
 def pixel_counts(samples: list[Sample], num_classes: int = 6) -> np.ndarray:
     """Pixels per class over the samples' native-resolution masks."""
     ds = MagneticTileDataset(samples)
@@ -175,7 +181,7 @@ def train(cfg: dict, seed: int = 0, progress: bool = True, results_root: Path | 
     n_free = min(dc.get("free_per_epoch", len(free_train)), len(free_train))
     steps_per_epoch = -(-(len(defect_train) + n_free) // tc["batch_size"])
     train_tf = build_transform(dc["image_size"], dc.get("augment", "none"))
-    val_ds = MagneticTileDataset(splits["val"], build_transform(dc["image_size"]), normalize)
+    val_ds = eval_dataset(cfg, splits["val"])
 
     model, loss_fn = build_from_config(cfg, splits["train"])
     optimizer, scheduler = _make_optimizer(cfg, model, steps_per_epoch * tc["epochs"])
@@ -239,8 +245,7 @@ def train(cfg: dict, seed: int = 0, progress: bool = True, results_root: Path | 
     model.load_state_dict(best["model"])
     test = None
     if cfg.get("evaluate_test", False):
-        test = evaluate(model, MagneticTileDataset(splits["test"], build_transform(dc["image_size"]), normalize),
-                        progress=progress, desc="test")
+        test = evaluate(model, eval_dataset(cfg, splits["test"]), progress=progress, desc="test")
     ckpt = ex.checkpoint_path(cfg, seed, root)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best_path, ckpt.with_name(ckpt.name + ".tmp"))
