@@ -1,9 +1,8 @@
-# Set-up, tests and the book.  The virtual environment lives outside the
-# working tree, keyed on the hash of requirements.txt, so it is reused by every
-# checkout until the pins change (torch alone is several GB).
+# Set-up, tests and the book.  The virtual environment lives in .venv inside
+# this checkout (ignored by git), so each checkout runs its own code; it is
+# reinstalled when requirements.txt changes.
 SHELL := /bin/bash
-REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-12)
-VENV ?= $(HOME)/.cache/defectlib/venv-$(REQ_HASH)
+VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 SEEDS ?= 0 1 2
 
@@ -16,7 +15,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
-	@# editable install of this checkout (cheap; the venv may serve several checkouts)
+	@# editable install of this checkout
 	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
 
 data: venv  ## find or download and verify the Magnetic Tile dataset

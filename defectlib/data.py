@@ -1,11 +1,16 @@
-"""Finding, fetching, validating and loading the Magnetic Tile dataset.
+"""Finding, fetching, validating and loading datasets: Magnetic Tile and your own.
 
 Introduced in chapter 01 (EDA) and chapter 02 (labeling).
 
-The upstream layout is ``MT_<Class>/Imgs/<name>.jpg`` (8-bit grayscale image)
-with ``<name>.png`` beside it (8-bit mask, 0 background, 255 defect).  This
-module turns that layout into class-index masks (see :data:`CLASSES`) and into
-a PyTorch :class:`~torch.utils.data.Dataset`.
+Two layouts are understood:
+
+- **Magnetic Tile**: ``MT_<Class>/Imgs/<name>.jpg`` (8-bit grayscale image)
+  with ``<name>.png`` beside it (mask, 0 background, 255 defect);
+- **folder**: ``images/<stem>.<ext>`` with ``masks/<stem>.png``, described by an
+  optional ``dataset.yaml`` (``classes``, ``mask_format``).
+
+The mask contract is the same for both (see :func:`decode_mask`).  Every file
+is decoded once per dataset object (:class:`SegmentationDataset`).
 """
 from __future__ import annotations
 
@@ -26,11 +31,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-#: Pixel classes; the index is the value in a class-index mask.
-CLASSES: tuple[str, ...] = ("background", "Blowhole", "Break", "Crack", "Fray", "Uneven")
-#: Image-level categories of the dataset, including defect-free ``Free``.
-CATEGORIES: tuple[str, ...] = ("Blowhole", "Break", "Crack", "Fray", "Uneven", "Free")
-DEFECT_CLASSES: tuple[str, ...] = CLASSES[1:]
+from .classes import CATEGORIES, CLASSES, DEFECT_CLASSES, FREE
+
 
 UPSTREAM_COMMIT = "cc4eb530b57b9cb7225bf76023873043ffd50655"
 UPSTREAM_URL = (
@@ -38,12 +40,11 @@ UPSTREAM_URL = (
     f"{UPSTREAM_COMMIT}.zip"
 )
 ENV_DATA_DIR = "DEFECTLIB_DATA_DIR"
-#: Mask pixels at or above this value are defect.  Upstream masks are 0/255
-#: except for a few anti-aliased edge pixels (see chapter 02).
+#: Mask pixels at or above this value are defect in a 0/255 mask.  Upstream
+#: masks are 0/255 except for a few anti-aliased edge pixels (see chapter 02).
 MASK_THRESHOLD = 128
-#: Largest share of a mask's pixels allowed to be neither 0 nor 255 before the
-#: mask is rejected as "not a binary mask" (upstream's worst mask is far below).
-MAX_INTERMEDIATE_FRACTION = 0.05
+#: Mask formats a dataset can declare (see :func:`decode_mask`).
+MASK_FORMATS = ("binary", "index")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 _NAME_RE = re.compile(r"exp(?P<exp>\d+)_num_(?P<num>\d+)")
@@ -199,7 +200,9 @@ def find_dataset(path: str | Path | None = None, download: bool = True) -> Path:
             return candidate
     if not download:
         raise FileNotFoundError(
-            f"Magnetic Tile dataset not found; set {ENV_DATA_DIR} or place it in {local}"
+            f"Magnetic Tile dataset not found (looked at ${ENV_DATA_DIR}, {local}, "
+            f"{project_root().parent / 'shared' / 'datasets' / 'magnetic-tile'}); set {ENV_DATA_DIR}, "
+            "or run `python -m defectlib data` to download and verify it"
         )
     return install_dataset(UPSTREAM_URL, local)
 
@@ -209,93 +212,173 @@ def sample_dataset() -> Path:
     return project_root() / "data" / "sample"
 
 
+
 # ----------------------------------------------------------------------------
 # Reading and validating files
 # ----------------------------------------------------------------------------
 
-def read_image(path: str | Path) -> np.ndarray:
+#: Largest image (in pixels) decoded by default; larger files are refused
+#: before decoding (PIL's own limit would otherwise abort with a warning).
+MAX_PIXELS = 50_000_000
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale an integer image of more than 8 bits to 0..255 by its own range."""
+    arr = arr.astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def read_image(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Read an image as an ``uint8`` array of shape ``(H, W)`` (grayscale).
 
+    Colour images are converted to gray; 16-bit (and 32-bit integer) images
+    are scaled to 8 bits by their own range, never clipped.
+
     Raises:
-        DatasetError: if the file cannot be decoded completely.
+        DatasetError: the file cannot be decoded completely, is larger than
+            ``max_pixels``, or holds floating-point pixels.
     """
     path = Path(path)
     try:
         with Image.open(path) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise DatasetError([f"{path}: {im.width}x{im.height} image is larger than the limit of "
+                                    f"{max_pixels / 1e6:g} Mpx"], "Image too large")
             im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return _to_uint8(np.asarray(im))
+            if im.mode == "F":
+                raise DatasetError([f"{path}: floating-point image (mode F); expected 8- or 16-bit"], "Bad image")
             return np.asarray(im.convert("L"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DatasetError([f"{path}: unreadable or truncated image ({exc})"], "Bad image") from exc
 
 
-def read_binary_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an upstream 0/255 mask as a boolean ``(H, W)`` array (threshold 128).
+def decode_mask(arr: np.ndarray, mode: str, path: Path, mask_format: str = "binary", label: int = 1,
+                num_classes: int | None = None) -> np.ndarray:
+    """Apply the mask contract to a decoded mask; return a ``uint8`` class-index mask.
+
+    ``binary`` masks (defect pixels get class ``label``) may be:
+
+    - 1-bit (PIL mode ``1``);
+    - 0/1;
+    - 0/255, with or without anti-aliased edge values (several distinct
+      values between 0 and 255 besides a value of at least 128, as in
+      Magnetic Tile's masks): thresholded at :data:`MASK_THRESHOLD`.
+
+    ``index`` masks hold class indices ``0..num_classes-1`` directly.  Any
+    other value set (e.g. ``{0, 7}``) is an error, whatever its share of pixels.
 
     Raises:
-        DatasetError: unreadable file, not 8-bit single-channel, size differing
-            from ``shape``, or too many values other than 0 and 255.
+        DatasetError: naming ``path`` and the values found.
+    """
+    if mode == "1":
+        return arr.astype(np.uint8) * label if mask_format == "binary" else arr.astype(np.uint8)
+    if mode not in ("L", "P") or arr.ndim != 2:
+        raise DatasetError([f"{path}: mask must be single-channel 8-bit or 1-bit, got mode {mode} "
+                            f"with shape {arr.shape}"], "Bad mask")
+    values = np.unique(arr)
+    shown = ", ".join(map(str, values[:8].tolist())) + (", ..." if len(values) > 8 else "")
+    if mask_format == "index":
+        if num_classes is None or values.max() >= num_classes:
+            raise DatasetError([f"{path}: class-index mask holds values {{{shown}}}; expected 0..{(num_classes or 1) - 1} "
+                                f"(one per declared class)"], "Bad mask")
+        return arr.astype(np.uint8)
+    if mode == "P":
+        raise DatasetError([f"{path}: palette mask; save binary masks as 8-bit grayscale (0/255 or 0/1)"], "Bad mask")
+    value_set = set(values.tolist())
+    if value_set <= {0, 1}:
+        return arr.astype(np.uint8) * label
+    if value_set <= {0, 255} or (values.max() >= MASK_THRESHOLD and len(values) >= 3):
+        return (arr >= MASK_THRESHOLD).astype(np.uint8) * label
+    raise DatasetError([f"{path}: binary mask holds values {{{shown}}}; expected 0/255, 0/1 or 1-bit "
+                        "(declare mask_format: index with the class list for class-index masks)"], "Bad mask")
+
+
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None, mask_format: str = "binary",
+              label: int = 1, num_classes: int | None = None) -> np.ndarray:
+    """Read a mask file as a ``uint8`` class-index mask (see :func:`decode_mask`).
+
+    Raises:
+        DatasetError: unreadable file, size differing from ``shape``, or values
+            outside the contract; the message names the file.
     """
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
             mode = im.mode
+            if mode == "RGB":  # accept gray masks saved as RGB, if the channels agree
+                rgb = np.asarray(im)
+                if (rgb == rgb[..., :1]).all():
+                    im, mode = im.convert("L"), "L"
             arr = np.asarray(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError([f"{path}: unreadable or truncated mask ({exc})"], "Bad mask") from exc
-    problems = check_mask_array(arr, mode, path, shape)
-    if problems:
-        raise DatasetError(problems, "Bad mask")
-    return arr.astype(bool) if mode == "1" else arr >= MASK_THRESHOLD
+    if shape is not None and arr.shape[:2] != tuple(shape):
+        raise DatasetError([f"{path}: mask size {arr.shape[1]}x{arr.shape[0]} differs from image size "
+                            f"{shape[1]}x{shape[0]}"], "Bad mask")
+    return decode_mask(arr, mode, path, mask_format, label, num_classes)
 
 
-def check_mask_array(arr: np.ndarray, mode: str, path: Path, shape: tuple[int, int] | None) -> list[str]:
-    """Problems with a decoded mask (empty list if fine)."""
-    if mode not in ("L", "1") or arr.ndim != 2:
-        return [f"{path}: mask must be 8-bit single-channel (or 1-bit), got mode {mode} with shape {arr.shape}"]
-    if shape is not None and arr.shape != tuple(shape):
-        return [f"{path}: mask size {arr.shape[1]}x{arr.shape[0]} differs from image size {shape[1]}x{shape[0]}"]
-    if mode == "1":
-        return []
-    other = np.count_nonzero((arr != 0) & (arr != 255))
-    if other > MAX_INTERMEDIATE_FRACTION * arr.size:
-        return [f"{path}: {other} of {arr.size} pixels are neither 0 nor 255; expected a 0/255 mask"]
-    return []
+def read_binary_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a binary mask as a boolean ``(H, W)`` array (see :func:`decode_mask`)."""
+    return read_mask(path, shape) > 0
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One image/mask pair of the Magnetic Tile dataset."""
+    """One image/mask pair.
+
+    Attributes:
+        image, mask: file paths.
+        category: image-level category (Magnetic Tile's ``MT_<category>``, or
+            ``image`` in a folder dataset).
+        label: class index of the defect pixels of a binary mask.
+        mask_format: ``binary`` or ``index`` (see :func:`decode_mask`).
+        key: unique name; Magnetic Tile's is ``MT_<category>/<stem>``.
+    """
 
     image: Path
     mask: Path
-    category: str  # one of CATEGORIES
+    category: str
+    label: int = 0
+    mask_format: str = "binary"
+    key: str | None = None
 
     @property
     def name(self) -> str:
-        """``<MT_Class>/<stem>``: unique across the dataset."""
-        return f"MT_{self.category}/{self.image.stem}"
-
-    @property
-    def label(self) -> int:
-        """Pixel class index of the defect (0 for Free)."""
-        return CLASSES.index(self.category) if self.category in CLASSES else 0
+        """Unique name of the sample across its dataset (used by split files)."""
+        return self.key or f"MT_{self.category}/{self.image.stem}"
 
     @property
     def exp(self) -> int:
-        """Lighting set-up ``k`` of ``exp<k>_num_<n>``."""
+        """Lighting set-up ``k`` of ``exp<k>_num_<n>`` (-1 for other names)."""
         m = _NAME_RE.search(self.image.stem)
         return int(m["exp"]) if m else -1
 
     @property
     def num(self) -> int:
-        """Capture number ``n`` of ``exp<k>_num_<n>``."""
+        """Capture number ``n`` of ``exp<k>_num_<n>`` (-1 for other names)."""
         m = _NAME_RE.search(self.image.stem)
         return int(m["num"]) if m else -1
 
+    def load(self, num_classes: int | None = None, max_pixels: int | None = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+        """Native-resolution ``(image uint8 (H, W), class-index mask uint8 (H, W))``."""
+        image = read_image(self.image, max_pixels)
+        return image, read_mask(self.mask, image.shape, self.mask_format, self.label, num_classes)
+
+
+def mt_label(category: str) -> int:
+    """Class index of a Magnetic Tile category's defect pixels (0 for Free)."""
+    return CLASSES.index(category) if category in CLASSES else 0
+
 
 def list_samples(root: str | Path) -> list[Sample]:
-    """List image/mask pairs in upstream layout, sorted by name (no decoding).
+    """List image/mask pairs in Magnetic Tile layout, sorted by name (no decoding).
 
     Raises:
         DatasetError: empty or missing folder, an image without a mask, a mask
@@ -319,7 +402,7 @@ def list_samples(root: str | Path) -> list[Sample]:
             problems.append(f"{jpgs[stem]}: image has no mask {stem}.png")
         for stem in sorted(pngs.keys() - jpgs.keys()):
             problems.append(f"{pngs[stem]}: mask has no image {stem}.jpg")
-        samples += [Sample(jpgs[s], pngs[s], category) for s in sorted(jpgs.keys() & pngs.keys())]
+        samples += [Sample(jpgs[s], pngs[s], category, mt_label(category)) for s in sorted(jpgs.keys() & pngs.keys())]
     if problems:
         raise DatasetError(problems, f"Invalid dataset at {root}")
     if not samples:
@@ -327,39 +410,144 @@ def list_samples(root: str | Path) -> list[Sample]:
     return samples
 
 
-def validate_pairs(pairs: Iterable[tuple[Path, Path]], progress: bool = False) -> None:
-    """Decode every image and mask and check sizes and mask values.
+# ----------------------------------------------------------------------------
+# Your own data: folder datasets
+# ----------------------------------------------------------------------------
+
+DATASET_FILE = "dataset.yaml"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset folder holds.
+
+    Attributes:
+        root: the folder.
+        layout: ``magnetic_tile`` (``MT_<Class>/Imgs``) or ``folder`` (``images/`` + ``masks/``).
+        classes: pixel class names, background first.
+        mask_format: ``binary`` (defect pixels are class 1) or ``index``.
+    """
+
+    root: Path
+    layout: str
+    classes: tuple[str, ...]
+    mask_format: str = "binary"
+
+
+def describe_dataset(root: str | Path, classes: Sequence[str] | None = None,
+                     mask_format: str | None = None) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a folder, from its layout, its ``dataset.yaml`` and the arguments.
+
+    A folder dataset without ``dataset.yaml`` or arguments is binary with
+    classes ``(background, defect)``.  Arguments override the file.
+
+    Raises:
+        DatasetError: not a directory, unknown layout, or a bad ``dataset.yaml``.
+    """
+    import yaml
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError([f"{root}: not a directory"], "No dataset")
+    if any(root.glob("MT_*/Imgs")):
+        return DatasetSpec(root, "magnetic_tile", CLASSES, "binary")
+    if not (root / "images").is_dir() or not (root / "masks").is_dir():
+        raise DatasetError([f"{root}: expected images/ and masks/ folders (or the Magnetic Tile layout MT_<Class>/Imgs)"],
+                           "Unknown dataset layout")
+    declared: dict = {}
+    spec_file = root / DATASET_FILE
+    if spec_file.is_file():
+        try:
+            declared = yaml.safe_load(spec_file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise DatasetError([f"{spec_file}: malformed YAML ({exc})"], "Bad dataset description") from exc
+        unknown = set(declared) - {"classes", "mask_format"} if isinstance(declared, dict) else {"<not a mapping>"}
+        if unknown:
+            raise DatasetError([f"{spec_file}: unknown key(s) {sorted(unknown)}; expected classes, mask_format"],
+                               "Bad dataset description")
+    classes = tuple(classes or declared.get("classes") or ("background", "defect"))
+    mask_format = mask_format or declared.get("mask_format", "binary")
+    problems = []
+    if mask_format not in MASK_FORMATS:
+        problems.append(f"{spec_file}: mask_format {mask_format!r}; expected one of {MASK_FORMATS}")
+    if len(classes) < 2 or len(set(classes)) != len(classes) or not all(isinstance(c, str) for c in classes):
+        problems.append(f"{spec_file}: classes must be two or more distinct names, background first; got {list(classes)}")
+    if mask_format == "binary" and len(classes) != 2:
+        problems.append(f"{spec_file}: a binary mask_format needs exactly two classes (background, defect); "
+                        f"got {list(classes)}")
+    if problems:
+        raise DatasetError(problems, "Bad dataset description")
+    return DatasetSpec(root, "folder", classes, mask_format)
+
+
+def list_dataset(spec: DatasetSpec) -> list[Sample]:
+    """Image/mask pairs of a dataset folder, sorted by name (no decoding).
+
+    Raises:
+        DatasetError: listing every file without a partner, non-image file, or an empty folder.
+    """
+    if spec.layout == "magnetic_tile":
+        return list_samples(spec.root)
+    images_dir, masks_dir = spec.root / "images", spec.root / "masks"
+    images = sorted(p for p in images_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    masks = {p.stem: p for p in masks_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+    problems, samples = [], []
+    for p in images:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            problems.append(f"{p}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+        elif p.stem not in masks:
+            problems.append(f"{p}: no mask {masks_dir / (p.stem + '.png')}")
+        else:
+            samples.append(Sample(p, masks[p.stem], "image", 1, spec.mask_format, key=p.stem))
+    for stem in sorted(masks.keys() - {p.stem for p in images}):
+        problems.append(f"{masks[stem]}: mask has no image in {images_dir}")
+    if problems:
+        raise DatasetError(problems, f"Invalid dataset at {spec.root}")
+    if not samples:
+        raise DatasetError([f"{images_dir}: folder holds no images"], "Empty dataset")
+    return samples
+
+
+def validate_samples(samples: Sequence[Sample], num_classes: int | None = None, progress: bool = False) -> None:
+    """Decode every image and mask and apply the mask contract.
 
     Raises:
         DatasetError: listing every bad file at once.
     """
     problems = []
-    for image_path, mask_path in tqdm(list(pairs), desc="validate", disable=not progress):
+    for s in tqdm(samples, desc="validate", disable=not progress):
         try:
-            image = read_image(image_path)
-            read_binary_mask(mask_path, image.shape)
+            s.load(num_classes)
         except DatasetError as exc:
             problems += exc.problems
     if problems:
         raise DatasetError(problems, "Invalid dataset")
 
 
+def validate_pairs(pairs: Iterable[tuple[Path, Path]], progress: bool = False) -> None:
+    """Decode every ``(image, binary mask)`` pair and check sizes and mask values.
+
+    Raises:
+        DatasetError: listing every bad file at once.
+    """
+    validate_samples([Sample(Path(i), Path(m), "image", 1) for i, m in pairs], progress=progress)
+
+
 def validate_dataset(root: str | Path, progress: bool = False) -> list[Sample]:
-    """List and fully check a dataset folder in upstream layout; return its samples."""
-    samples = list_samples(root)
-    validate_pairs(((s.image, s.mask) for s in samples), progress)
+    """List and fully check a dataset folder (either layout); return its samples."""
+    spec = describe_dataset(root)
+    samples = list_dataset(spec)
+    validate_samples(samples, len(spec.classes), progress)
     return samples
 
 
 def class_index_mask(sample: Sample) -> np.ndarray:
-    """The ``uint8`` class-index mask of a sample: 0 background, else its class."""
-    image = Image.open(sample.image)
-    binary = read_binary_mask(sample.mask, (image.height, image.width))
-    return binary.astype(np.uint8) * sample.label
+    """The ``uint8`` class-index mask of a sample at native size."""
+    return sample.load()[1]
 
 
 # ----------------------------------------------------------------------------
-# PyTorch datasets
+# PyTorch dataset
 # ----------------------------------------------------------------------------
 
 def to_network_input(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -371,132 +559,83 @@ def to_network_input(image: np.ndarray, mean: Sequence[float], std: Sequence[flo
     Shape:
         - ``image``: ``(H, W)`` uint8; output ``(3, H, W)`` float32.
     """
-    rgb = np.repeat(np.asarray(image)[..., None], 3, axis=2).astype(np.float32) / 255.0
-    rgb = (rgb - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+    gray = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)
+    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    return (gray.expand(3, *gray.shape) - mean_t) / std_t
 
 
 class SegmentationDataset(Dataset):
-    """Images and class-index masks with an albumentations transform on both.
+    """Samples decoded and resized once, served with an optional augmentation.
 
-    Each item is a dict with ``image`` (float tensor ``(3, H, W)``, the gray
+    At construction every image and mask is decoded once (with a progress
+    bar), checked, and resized to ``image_size`` (area interpolation for images,
+    nearest for masks); native-size masks are kept too when ``keep_native``
+    (for evaluation at native resolution).
+
+    Each item is a dict with ``image`` (float tensor ``(3, S, S)``, the gray
     channel repeated and normalised by ``normalize``), ``mask`` (long tensor
-    ``(H, W)``) and ``meta`` (``path``, ``category``, ``label``, ``height``,
-    ``width`` of the original image).
+    ``(S, S)``) and ``index``.
 
     Args:
-        pairs: ``(image path, mask path, label)``; ``label`` is the class of
-            the defect pixels of that mask (0 = defect-free image).
-        transform: albumentations transform applied to image and mask
-            (masks are always resampled nearest-neighbour by albumentations).
+        samples: the samples to serve.
+        image_size: side ``S`` of the square network input.
         normalize: ``(mean, std)`` per RGB channel, in [0, 1] units.
-        categories: optional category names per pair, for the metadata.
+        transform: albumentations transform applied to the resized image and mask.
+        num_classes: number of classes (checks class-index masks).
+        keep_native: keep native-size masks (``native_mask(i)``).
+        progress: show a progress bar while decoding.
     """
 
-    def __init__(
-        self,
-        pairs: Sequence[tuple[Path, Path, int]],
-        transform: Callable | None = None,
-        normalize: tuple[Sequence[float], Sequence[float]] = ((0.5,) * 3, (0.5,) * 3),
-        categories: Sequence[str] | None = None,
-    ):
-        self.pairs = list(pairs)
+    def __init__(self, samples: Sequence[Sample], image_size: int,
+                 normalize: tuple[Sequence[float], Sequence[float]] = ((0.5,) * 3, (0.5,) * 3),
+                 transform: Callable | None = None, num_classes: int | None = None,
+                 keep_native: bool = False, progress: bool = False, desc: str = "decode"):
+        import cv2
+
+        self.samples = list(samples)
+        self.image_size = image_size
+        self.mean, self.std = tuple(normalize[0]), tuple(normalize[1])
         self.transform = transform
-        self.mean = np.asarray(normalize[0], dtype=np.float32)
-        self.std = np.asarray(normalize[1], dtype=np.float32)
-        self.categories = list(categories) if categories else [CLASSES[p[2]] for p in self.pairs]
+        self.images, self.masks, self.native_masks, self.sizes = [], [], [], []
+        self.pixel_counts = np.zeros(max(num_classes or 0, 1), dtype=np.int64)
+        problems = []
+        for s in tqdm(self.samples, desc=desc, disable=not progress, leave=False):
+            try:
+                image, mask = s.load(num_classes)
+            except DatasetError as exc:
+                problems += exc.problems
+                continue
+            self.sizes.append(image.shape)
+            self.images.append(cv2.resize(image, (image_size, image_size), interpolation=cv2.INTER_AREA))
+            self.masks.append(cv2.resize(mask, (image_size, image_size), interpolation=cv2.INTER_NEAREST))
+            counts = np.bincount(mask.ravel(), minlength=len(self.pixel_counts))
+            if len(counts) > len(self.pixel_counts):
+                self.pixel_counts = np.pad(self.pixel_counts, (0, len(counts) - len(self.pixel_counts)))
+            self.pixel_counts += counts
+            if keep_native:
+                self.native_masks.append(mask)
+        if problems:
+            raise DatasetError(problems, "Invalid dataset")
+        self.has_defect = np.array([m.any() for m in self.masks], dtype=bool)
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.samples)
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Native-resolution ``(image uint8 (H, W), class-index mask uint8 (H, W))``."""
-        image_path, mask_path, label = self.pairs[index]
-        image = read_image(image_path)
-        mask = read_binary_mask(mask_path, image.shape).astype(np.uint8) * label
-        return image, mask
+    def set_epoch(self, seed: int) -> None:
+        """Re-seed the augmentation (called by the training loop at each epoch)."""
+        if self.transform is not None and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(seed)
+
+    def native_mask(self, index: int) -> np.ndarray:
+        """The class-index mask at the image's native size (needs ``keep_native``)."""
+        return self.native_masks[index]
 
     def __getitem__(self, index: int) -> dict:
-        image, mask = self.load(index)
-        height, width = image.shape
+        image, mask = self.images[index], self.masks[index]
         if self.transform is not None:
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
-        return {
-            "image": to_network_input(image, self.mean, self.std),
-            "mask": torch.from_numpy(np.asarray(mask, dtype=np.int64)),
-            "meta": {
-                "path": str(self.pairs[index][0]),
-                "category": self.categories[index],
-                "label": self.pairs[index][2],
-                "height": height,
-                "width": width,
-            },
-        }
-
-
-class MagneticTileDataset(SegmentationDataset):
-    """The Magnetic Tile dataset (or a subset of it) as a segmentation dataset.
-
-    Args:
-        samples: the samples to serve, e.g. from :func:`list_samples` filtered
-            by a split (see :mod:`defectlib.splits`).
-        transform, normalize: as in :class:`SegmentationDataset`.
-    """
-
-    def __init__(self, samples: Sequence[Sample], transform: Callable | None = None,
-                 normalize: tuple[Sequence[float], Sequence[float]] = ((0.5,) * 3, (0.5,) * 3)):
-        self.samples = list(samples)
-        super().__init__([(s.image, s.mask, s.label) for s in self.samples], transform, normalize,
-                         [s.category for s in self.samples])
-
-
-def folder_pairs(images_dir: str | Path, masks_dir: str | Path, defect_label: int = 1) -> list[tuple[Path, Path, int]]:
-    """Pair ``images_dir/<stem>.*`` with ``masks_dir/<stem>.png`` for your own data.
-
-    Masks are 0/255 (or 0/1 mode-"1") binary PNGs; defect pixels get
-    ``defect_label``.  Every file is decoded and checked.
-
-    Raises:
-        DatasetError: empty folder, non-image file, missing pair, bad size or values.
-    """
-    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    problems = []
-    for d in (images_dir, masks_dir):
-        if not d.is_dir():
-            problems.append(f"{d}: not a directory")
-    if problems:
-        raise DatasetError(problems, "No dataset")
-    images = sorted(p for p in images_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not images:
-        raise DatasetError([f"{images_dir}: folder holds no images"], "Empty dataset")
-    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() == ".png"}
-    pairs = []
-    for p in images:
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
-            problems.append(f"{p}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
-        elif p.stem not in masks:
-            problems.append(f"{p}: no mask {masks_dir / (p.stem + '.png')}")
-        else:
-            pairs.append((p, masks[p.stem], defect_label))
-    if problems:
-        raise DatasetError(problems, f"Invalid dataset at {images_dir}")
-    validate_pairs((i, m) for i, m, _ in pairs)
-    return pairs
-
-
-class FolderDataset(SegmentationDataset):
-    """Your own data: ``images_dir/<stem>.<ext>`` with ``masks_dir/<stem>.png``.
-
-    Every pair is decoded and validated up front (see :func:`folder_pairs`);
-    defect pixels of the 0/255 masks get class ``defect_label``.
-
-    Args:
-        images_dir, masks_dir: the two folders.
-        transform, normalize: as in :class:`SegmentationDataset`.
-        defect_label: class index for defect pixels (1..5 to reuse a Magnetic Tile model's classes).
-    """
-
-    def __init__(self, images_dir: str | Path, masks_dir: str | Path, transform: Callable | None = None,
-                 normalize: tuple[Sequence[float], Sequence[float]] = ((0.5,) * 3, (0.5,) * 3), defect_label: int = 1):
-        super().__init__(folder_pairs(images_dir, masks_dir, defect_label), transform, normalize)
+        return {"image": to_network_input(image, self.mean, self.std),
+                "mask": torch.from_numpy(np.asarray(mask, dtype=np.int64)),
+                "index": index}

@@ -1,12 +1,16 @@
-"""Configs, profiles and run records.
+"""Runs and their records: configs resolved, runs reused or trained, records written.
 
 Introduced in chapter 03 (baseline).
 
-A *run* is a config plus a seed.  Its JSON record holds the resolved config
-and its hash, the seed, git commit, package versions, device, wall time,
-per-epoch history, best-epoch validation metrics, test metrics where asked,
-and the checkpoint path with its SHA-256.  :func:`get_run` returns the stored
-record for a config hash and seed, and trains only when there is none.
+A *run* is a resolved config plus a fold and a seed.  This module owns it:
+it resolves the config against the schema (:mod:`defectlib.config`), hashes
+the resolved config, returns a stored record with the same hash, fold and
+seed, or builds the data, model and loss, calls
+:func:`defectlib.training.fit`, evaluates the best weights and writes the
+record.  The record holds the resolved config and its hash, fold, seed, git
+commit, package versions, device and precision, wall time, per-epoch history,
+best-epoch validation metrics, test metrics, per-image counts of validation
+and test, and the checkpoint path with its SHA-256.
 
 Profiles (``$DEFECTLIB_PROFILE``): ``full`` (default) writes under
 ``results/``; ``smoke`` shrinks data, resolution and epochs (see
@@ -19,14 +23,16 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .data import project_root
+from .config import ConfigError, parse_config, read_yaml, set_dotted
+from .data import DatasetError, project_root, sha256_file
 
 ENV_PROFILE = "DEFECTLIB_PROFILE"
 ENV_RESULTS = "DEFECTLIB_RESULTS_DIR"
@@ -46,7 +52,7 @@ def current_profile() -> str:
     """``full`` or ``smoke``, from ``$DEFECTLIB_PROFILE``."""
     name = os.environ.get(ENV_PROFILE, "full")
     if name not in PROFILES:
-        raise ValueError(f"{ENV_PROFILE}={name!r}; expected one of {PROFILES}")
+        raise ConfigError(f"{ENV_PROFILE}={name!r}; expected one of {PROFILES}")
     return name
 
 
@@ -59,58 +65,85 @@ def results_dir(profile: str | None = None) -> Path:
     return project_root() / "results"
 
 
-def _set_dotted(cfg: dict, key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    for p in parents:
-        cfg = cfg.setdefault(p, {})
-    cfg[leaf] = value
+# ----------------------------------------------------------------------------
+# Configs
+# ----------------------------------------------------------------------------
+
+def _dataset_classes(data: dict, where: str) -> tuple[list[str], str]:
+    """Class names and mask format of the config's dataset."""
+    from .classes import CLASSES
+    from .data import describe_dataset
+
+    if data["dataset"] == "magnetic_tile":
+        return list(CLASSES), "binary"
+    if not data["root"]:
+        raise ConfigError(f"{where}: data.root: a folder dataset needs its folder")
+    spec = describe_dataset(data["root"], data["classes"], data["mask_format"])
+    return list(spec.classes), spec.mask_format
 
 
-def load_config(path: str | Path, profile: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
-    """Read a YAML config, apply profile and explicit dotted-key overrides.
+def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, Any] | None = None,
+                   where: str = "<config>") -> dict:
+    """Validate a config mapping, apply the profile's and the given dotted-key overrides, fill defaults.
 
     Raises:
-        FileNotFoundError, ValueError: missing file or a config without ``name``.
+        ConfigError: unknown key, wrong type or value (naming ``where`` and the key).
     """
-    path = Path(path)
-    if not path.is_file() and not path.is_absolute():
-        path = project_root() / path
-    cfg = yaml.safe_load(path.read_text())
-    if not isinstance(cfg, dict) or "name" not in cfg:
-        raise ValueError(f"{path}: a config must be a mapping with a 'name'")
-    return resolve_config(cfg, profile, overrides)
-
-
-def resolve_config(cfg: dict, profile: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
-    """Copy of ``cfg`` with the profile's and the given overrides applied."""
-    cfg = copy.deepcopy(cfg)
-    profile = profile or current_profile()
-    cfg["profile"] = profile
+    raw = copy.deepcopy(raw)
+    profile = profile or raw.pop("profile", None) or current_profile()
+    if profile not in PROFILES:
+        raise ConfigError(f"{where}: profile {profile!r}; expected one of {PROFILES}")
+    raw.pop("profile", None)
     for key, value in {**(SMOKE_OVERRIDES if profile == "smoke" else {}), **(overrides or {})}.items():
-        _set_dotted(cfg, key, value)
+        set_dotted(raw, key, value)
+    cfg = parse_config(raw, where)
+    cfg["data"]["classes"], cfg["data"]["mask_format"] = _dataset_classes(cfg["data"], where)
+    from .losses import build_loss
+
+    try:  # check the loss's name and parameters now, not after the data are loaded
+        build_loss(cfg["loss"]["name"], None, cfg["loss"]["params"])
+    except ValueError as exc:
+        raise ConfigError(f"{where}: loss: {exc}") from exc
+    cfg["profile"] = profile
     return cfg
 
 
+def load_config(path: str | Path, profile: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
+    """Read, validate and resolve a YAML config (relative paths also from the project root).
+
+    Raises:
+        ConfigError: missing file, malformed YAML (with line), or a config that does not fit the schema.
+    """
+    path = Path(path)
+    if not path.is_file() and not path.is_absolute() and (project_root() / path).is_file():
+        path = project_root() / path
+    return resolve_config(read_yaml(path), profile, overrides, where=str(path))
+
+
 def config_hash(cfg: dict) -> str:
-    """Short SHA-256 of the config's canonical JSON (order of keys irrelevant)."""
+    """Short SHA-256 of the *resolved* config's canonical JSON (every default included)."""
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def run_id(cfg: dict, seed: int) -> str:
-    """``<name>-<hash>-seed<seed>``: the file stem of a run's record and checkpoint."""
-    return f"{cfg['name']}-{config_hash(cfg)}-seed{seed}"
+def run_id(cfg: dict, fold: int, seed: int) -> str:
+    """``<name>-<hash>-fold<k>-seed<s>``: the file stem of a run's record and checkpoint."""
+    return f"{cfg['name']}-{config_hash(cfg)}-fold{fold}-seed{seed}"
 
 
-def record_path(cfg: dict, seed: int, root: Path | None = None) -> Path:
-    return Path(root or results_dir(cfg.get("profile"))) / "runs" / f"{run_id(cfg, seed)}.json"
+def record_path(cfg: dict, fold: int, seed: int, root: Path | None = None) -> Path:
+    return Path(root or results_dir(cfg.get("profile"))) / "runs" / f"{run_id(cfg, fold, seed)}.json"
 
 
-def checkpoint_path(cfg: dict, seed: int, root: Path | None = None) -> Path:
-    return Path(root or results_dir(cfg.get("profile"))) / "checkpoints" / f"{run_id(cfg, seed)}.pt"
+def checkpoint_path(cfg: dict, fold: int, seed: int, root: Path | None = None) -> Path:
+    return Path(root or results_dir(cfg.get("profile"))) / "checkpoints" / f"{run_id(cfg, fold, seed)}.pt"
 
+
+# ----------------------------------------------------------------------------
+# Provenance
+# ----------------------------------------------------------------------------
 
 def git_commit() -> str | None:
-    """Commit of the project checkout, with ``+dirty`` if files differ from it."""
+    """Commit of the project checkout, with ``+dirty`` if tracked files differ from it."""
     try:
         root = project_root()
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
@@ -138,6 +171,7 @@ def environment() -> dict:
         "numpy": numpy.__version__,
         "device": "cpu",
         "cpu": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
     }
 
@@ -150,56 +184,265 @@ def write_json(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
-def read_record(cfg: dict, seed: int, root: Path | None = None) -> dict | None:
-    """The stored record of a config and seed, or None."""
-    path = record_path(cfg, seed, root)
+# ----------------------------------------------------------------------------
+# Data of a run
+# ----------------------------------------------------------------------------
+
+def dataset_samples(cfg: dict, notify: bool = True) -> list:
+    """All samples of the config's dataset.
+
+    Magnetic Tile is found by :func:`defectlib.data.find_dataset` (downloaded
+    in the full profile if it is nowhere).  Only the smoke profile falls back
+    to the committed ``data/sample``, and says so.
+
+    Raises:
+        FileNotFoundError: the dataset is nowhere (full profile), naming where it looked.
+        DatasetError: a folder that does not hold a valid dataset.
+    """
+    from .data import describe_dataset, find_dataset, list_dataset, list_samples, sample_dataset
+
+    data = cfg["data"]
+    if data["dataset"] == "folder":
+        return list_dataset(describe_dataset(data["root"], data["classes"], data["mask_format"]))
+    smoke = cfg.get("profile") == "smoke"
+    try:
+        root = find_dataset(data["root"], download=not smoke)
+    except FileNotFoundError:
+        if not smoke or data["root"]:
+            raise
+        root = sample_dataset()
+        if notify:
+            print(f"smoke profile: Magnetic Tile not found, using the committed sample in {root}", file=sys.stderr)
+    return list_samples(root)
+
+
+def split_data(cfg: dict, samples: list, root: Path | None = None) -> tuple[dict, Path]:
+    """The fold partition of the config's dataset and its path.
+
+    Magnetic Tile uses the committed partition (``data.split``).  A folder
+    dataset uses its ``splits.json`` when present; otherwise a seeded,
+    image-level 5-fold partition is written under ``<results>/splits/``.
+    """
+    from .splits import load_split, make_random_folds, split_path, write_json_atomic
+
+    if cfg["data"]["dataset"] == "magnetic_tile":
+        path = split_path(cfg["data"]["split"])
+        return load_split(path), path
+    own = Path(cfg["data"]["root"]) / "splits.json"
+    if own.is_file():
+        return load_split(own), own
+    names = sorted(s.name for s in samples)
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+    path = Path(root or results_dir(cfg.get("profile"))) / "splits" / f"{Path(cfg['data']['root']).name}-{digest}.json"
+    if not path.is_file():
+        write_json_atomic(path, {"dataset": str(cfg["data"]["root"]),
+                                 "method": "random image-level 5-fold partition (no split file in the folder)",
+                                 "parameters": {"n_folds": 5, "seed": 0},
+                                 "folds": make_random_folds(samples), "groups": {n: n for n in names}})
+    return load_split(path), path
+
+
+def fold_samples(cfg: dict, fold: int, samples: list | None = None, splits_payload: dict | None = None) -> dict[str, list]:
+    """Samples of ``train``, ``val`` and ``test`` for run ``fold`` of a config.
+
+    The smoke profile keeps ``data.max_per_category`` images per category and part.
+    """
+    from .splits import fold_split, select
+
+    samples = samples if samples is not None else dataset_samples(cfg)
+    splits_payload = splits_payload or split_data(cfg, samples)[0]
+    limit = cfg["data"]["max_per_category"]
+    out = {}
+    for part, names in fold_split(fold, splits_payload).items():
+        chosen = select(samples, names)
+        if limit:
+            cats = dict.fromkeys(s.category for s in chosen)
+            chosen = [s for c in cats for s in [x for x in chosen if x.category == c][:limit]]
+        out[part] = chosen
+    return out
+
+
+def make_dataset(cfg: dict, samples: list, train: bool = False, progress: bool = False, desc: str = "decode"):
+    """A :class:`~defectlib.data.SegmentationDataset` as the config's model sees it.
+
+    ``train=True``: the config's augmentation, no native masks; else no
+    augmentation and native masks kept (for evaluation).
+    """
+    from .data import SegmentationDataset
+    from .models import encoder_normalization
+    from .transforms import build_augmentation
+
+    return SegmentationDataset(samples, cfg["data"]["image_size"], encoder_normalization(cfg["model"]["encoder"]),
+                               build_augmentation(cfg["data"]["augment"]) if train else None,
+                               num_classes=len(cfg["data"]["classes"]), keep_native=not train,
+                               progress=progress, desc=desc)
+
+
+def build_loss_for(cfg: dict, pixel_counts=None):
+    """The config's loss; class weights come from the training pixel counts when asked for."""
+    from .losses import build_loss, class_weights_from_frequencies
+
+    lc = cfg["loss"]
+    weights = class_weights_from_frequencies(pixel_counts, lc["weight_power"]) if lc["class_weights"] else None
+    return build_loss(lc["name"], weights, lc["params"]), weights
+
+
+# ----------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------
+
+def read_record(cfg: dict, fold: int, seed: int, root: Path | None = None) -> dict | None:
+    """The stored record of a config, fold and seed, or None."""
+    path = record_path(cfg, fold, seed, root)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def get_run(config: str | Path | dict, seed: int = 0, *, retrain: bool = False, progress: bool = True,
-            overrides: dict[str, Any] | None = None) -> dict:
-    """The record of ``config`` + ``seed``: stored if it exists, else trained now.
+def train_run(cfg: dict, fold: int = 0, seed: int | None = None, progress: bool = True,
+              results_root: Path | None = None, stop_after_epoch: int | None = None) -> dict:
+    """Train one run, write its record and best checkpoint, and return the record.
+
+    Resumes from ``<results>/work/<run id>/last.pt`` when present; a failed run
+    leaves no empty folders.
 
     Args:
-        config: path to a YAML config, or an already resolved config dict.
+        cfg: resolved config (see :func:`load_config`).
+        fold: test fold ``k`` (validation ``k + 1 mod 5``).
+        seed: the run's seed (default: the fold).
+        progress: show tqdm bars.
+        results_root: override of the results directory.
+        stop_after_epoch: stop (without a record) after this epoch, as if killed; used to test resuming.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .models import model_from_config, resolve_precision, save_checkpoint
+    from .training import DefectBalancedSampler, Schedule, evaluate, fit, set_seed
+
+    seed = fold if seed is None else seed
+    t_start = time.time()
+    commit = git_commit()  # the code that trains, even if the checkout changes during the run
+    root = Path(results_root or results_dir(cfg.get("profile")))
+    rid = run_id(cfg, fold, seed)
+    tc, classes = cfg["train"], cfg["data"]["classes"]
+    precision = resolve_precision(tc["precision"])
+    set_seed(seed, tc["threads"])
+
+    samples = dataset_samples(cfg)
+    payload, split_file = split_data(cfg, samples, root)
+    parts = fold_samples(cfg, fold, samples, payload)
+    for part, chosen in parts.items():
+        if not chosen:
+            raise DatasetError([f"fold {fold}: the {part} part holds no image"], "Empty split")
+    t_data = time.time()
+    train_ds = make_dataset(cfg, parts["train"], train=True, progress=progress, desc="decode train")
+    val_ds = make_dataset(cfg, parts["val"], progress=progress, desc="decode val")
+    test_ds = make_dataset(cfg, parts["test"], progress=progress, desc="decode test") if cfg["evaluate_test"] else None
+    data_seconds = time.time() - t_data
+    sampler = DefectBalancedSampler(train_ds.has_defect, cfg["data"]["free_per_epoch"], seed)
+    loader = DataLoader(train_ds, batch_size=tc["batch_size"], sampler=sampler)
+    loss_fn, weights = build_loss_for(cfg, train_ds.pixel_counts)
+    model = model_from_config(cfg)
+    o = cfg["optimizer"]
+    schedule = Schedule(tc["epochs"], o["lr"], o["weight_decay"], o["warmup_fraction"], tc["patience"])
+
+    work = root / "work" / rid
+    created = not work.exists()
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        result = fit(model, loss_fn, loader, val_ds, schedule, classes, seed=seed, precision=precision,
+                     channels_last=tc["channels_last"], work_dir=work, progress=progress,
+                     stop_after_epoch=stop_after_epoch)
+    except BaseException:
+        if created and not any(work.iterdir()):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if result is None:
+        return {}
+    model.load_state_dict(result.best_state)
+    from .metrics import SegmentationMeter
+
+    evals = {}
+    for part, ds in (("val", val_ds), ("test", test_ds)):
+        if ds is None:
+            continue
+        meter = SegmentationMeter(classes)
+        t0 = time.time()
+        metrics = evaluate(model, ds, classes, precision=precision, channels_last=tc["channels_last"],
+                           progress=progress, desc=part, meter=meter)
+        evals[part] = (metrics, meter.per_image_table(), time.time() - t0)
+    ckpt = checkpoint_path(cfg, fold, seed, root)
+    save_checkpoint(ckpt, model.to(memory_format=torch.contiguous_format), cfg, fold=fold, seed=seed,
+                    epoch=result.best_epoch)
+    record = {
+        "run_id": rid,
+        "config": cfg,
+        "config_hash": config_hash(cfg),
+        "fold": fold,
+        "seed": seed,
+        "git_commit": commit,
+        "environment": environment(),
+        "precision": precision,
+        "wall_seconds": time.time() - t_start,
+        "data_seconds": data_seconds,
+        "train_seconds": result.train_seconds,
+        "val_seconds": sum(e["val_seconds"] for e in result.history),
+        "train_images_per_second": result.train_images / max(result.train_seconds, 1e-9),
+        "split_file": os.path.relpath(split_file, project_root()) if split_file.is_relative_to(project_root()) else str(split_file),
+        "split_sizes": {k: len(v) for k, v in parts.items()},
+        "class_weights": weights.tolist() if weights is not None else None,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+        "val": evals["val"][0],
+        "test": evals["test"][0] if "test" in evals else None,
+        "test_seconds": evals["test"][2] if "test" in evals else None,
+        "per_image": {part: table for part, (_, table, _) in evals.items()},
+        "checkpoint": {"path": os.path.relpath(ckpt, root), "sha256": sha256_file(ckpt)},
+    }
+    write_json(record_path(cfg, fold, seed, root), record)
+    shutil.rmtree(work, ignore_errors=True)
+    return record
+
+
+def get_run(config: str | Path | dict, fold: int = 0, seed: int | None = None, *, retrain: bool = False,
+            progress: bool = True, overrides: dict[str, Any] | None = None, results_root: Path | None = None) -> dict:
+    """The record of ``config`` on ``fold`` with ``seed`` (default: the fold): stored if it exists, else trained now.
+
+    Args:
+        config: path to a YAML config, or a config dict (resolved or not).
+        fold: the test fold.
         seed: the run's seed.
         retrain: ignore a stored record.
         overrides: dotted-key overrides (e.g. ``{"train.epochs": 3}``).
     """
-    from .training import train
-
     if not isinstance(config, dict):
         cfg = load_config(config, overrides=overrides)
-    elif "profile" in config and not overrides:
-        cfg = config  # already resolved
     else:
         cfg = resolve_config(config, config.get("profile"), overrides)
-    if not retrain and (record := read_record(cfg, seed)) is not None:
+    seed = fold if seed is None else seed
+    if not retrain and (record := read_record(cfg, fold, seed, results_root)) is not None:
         return record
-    return train(cfg, seed, progress=progress)
+    return train_run(cfg, fold, seed, progress=progress, results_root=results_root)
 
 
 def load_records(name: str | None = None, root: Path | None = None) -> list[dict]:
-    """All stored records (of one config name if given), sorted by name and seed."""
+    """All stored records (of one config name if given), sorted by file name."""
     folder = Path(root or results_dir()) / "runs"
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
     return [r for r in records if name is None or r["config"]["name"] == name]
 
 
 def report_samples(per_category_smoke: int = 8) -> list:
-    """The dataset's samples for a notebook: all of them in ``full``; in ``smoke``
+    """The Magnetic Tile samples for a notebook: all of them in ``full``; in ``smoke``
     the first ``per_category_smoke`` per category (from ``data/sample`` when the
-    full dataset is absent).  Chapters 01 and 02 use it.
+    full dataset is absent, with a note).  Chapters 01 and 02 use it.
     """
-    from .data import CATEGORIES, find_dataset, list_samples, sample_dataset
+    from .classes import CATEGORIES
 
-    if current_profile() == "full":
-        return list_samples(find_dataset())
-    try:
-        root = find_dataset(download=False)
-    except FileNotFoundError:
-        root = sample_dataset()
-    samples = list_samples(root)
+    profile = current_profile()
+    samples = dataset_samples({"data": {"dataset": "magnetic_tile", "root": None}, "profile": profile})
+    if profile == "full":
+        return samples
     return [s for c in CATEGORIES for s in [x for x in samples if x.category == c][:per_category_smoke]]
 
 

