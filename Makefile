@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-SEEDS ?= 0 1 2
+FOLDS ?= 0 1 2
 
 .PHONY: venv data book test unit notebooks book-build reproduce clean
 
@@ -35,8 +35,8 @@ notebooks: venv  ## execute every notebook in the smoke profile (outputs are not
 
 test: unit notebooks book-build  ## everything CI runs
 
-reproduce: venv  ## full profile: every run of the report, then re-execute the notebooks in place
-	for cfg in configs/*.yaml; do for s in $(SEEDS); do $(PY) -m defectlib train --config $$cfg --seed $$s || exit 1; done; done
+reproduce: venv  ## full profile: every run of the report (seed = fold), then re-execute the notebooks in place
+	for cfg in configs/*.yaml; do $(PY) -m defectlib train --config $$cfg --fold $(FOLDS) || exit 1; done
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
 
 clean:

@@ -1,119 +1,223 @@
 """Command line: ``python -m defectlib {data,train,evaluate,predict}``.
 
 Introduced in chapter 03 (baseline).
+
+Exit status: 0 all done; 1 some inputs failed (the others were processed);
+2 usage, config, data or checkpoint error (one line naming the file and the
+problem; ``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import traceback
 from pathlib import Path
 
-from .data import DatasetError
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+
+EPILOG = ("exit status: 0 all done; 1 some inputs failed (the others were processed); "
+          "2 usage, config, data or checkpoint error. --debug shows tracebacks.")
+
+
+def _data_overrides(args: argparse.Namespace) -> dict:
+    """Config overrides for ``--data DIR`` (your own folder dataset)."""
+    if not getattr(args, "data", None):
+        return {}
+    from .data import describe_dataset
+
+    spec = describe_dataset(args.data, args.classes, args.mask_format)
+    if spec.layout == "magnetic_tile":
+        return {"data.root": str(Path(args.data).resolve())}
+    return {"data.dataset": "folder", "data.root": str(Path(args.data).resolve()),
+            "data.classes": list(spec.classes), "data.mask_format": spec.mask_format}
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from .data import find_dataset, validate_dataset, verify_manifest
+    from .data import (describe_dataset, find_dataset, list_dataset, read_manifest, validate_dataset,
+                       validate_samples, verify_manifest)
 
-    root = find_dataset(args.path)
-    verify_manifest(root)
-    samples = validate_dataset(root, progress=True)
-    print(f"{root}: {len(samples)} image/mask pairs, all files verified")
-    return 0
+    path = Path(args.path) if args.path else None
+    if path is None or path.is_file():
+        root = find_dataset(path)
+        verify_manifest(root)
+        samples = validate_dataset(root, progress=True)
+        print(f"{root}: Magnetic Tile, {len(samples)} image/mask pairs, every file verified against the manifest")
+        return EXIT_OK
+    spec = describe_dataset(path, args.classes, args.mask_format)
+    samples = list_dataset(spec)
+    manifest = read_manifest()
+    complete = spec.layout == "magnetic_tile" and all((path / name).is_file() for name in manifest)
+    if complete:
+        verify_manifest(path, manifest)
+    validate_samples(samples, len(spec.classes), progress=True)
+    what = "Magnetic Tile, every file verified against the manifest" if complete else (
+        f"{spec.layout} layout, classes {', '.join(spec.classes)}, {spec.mask_format} masks")
+    print(f"{path}: {len(samples)} image/mask pairs, all valid ({what})")
+    return EXIT_OK
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .experiments import get_run, load_config
 
-    cfg = load_config(args.config)
-    record = get_run(cfg, args.seed, retrain=args.retrain)
-    print(f"run {record['run_id']}: best epoch {record['best_epoch']}, "
-          f"val mIoU {record['val']['miou']:.4f}, defect mIoU {record['val']['defect_miou']:.4f}")
-    if record.get("test"):
-        print(f"test mIoU {record['test']['miou']:.4f}, defect mIoU {record['test']['defect_miou']:.4f}")
-    print(f"checkpoint: {record['checkpoint']['path']}")
-    return 0
+    cfg = load_config(args.config, overrides=_data_overrides(args))
+    for fold in args.fold:
+        record = get_run(cfg, fold, args.seed, retrain=args.retrain)
+        print(f"run {record['run_id']}: best epoch {record['best_epoch']}, "
+              f"val mIoU {record['val']['miou']:.4f}, defect mIoU {record['val']['defect_miou']:.4f}")
+        if record.get("test"):
+            print(f"test mIoU {record['test']['miou']:.4f}, defect mIoU {record['test']['defect_miou']:.4f}")
+        print(f"checkpoint: {record['checkpoint']['path']}")
+    return EXIT_OK
 
 
 def format_metrics(metrics: dict) -> str:
-    """A plain-text table of per-class IoU/Dice and the summary metrics."""
-    lines = [f"{'class':<12}{'IoU':>8}{'Dice':>8}"]
+    """A plain-text table of per-class IoU/Dice (in percent) and the summary metrics."""
+    lines = [f"{'class':<20}{'IoU %':>8}{'Dice %':>8}"]
     for name, iou in metrics["iou"].items():
-        lines.append(f"{name:<12}{iou:>8.4f}{metrics['dice'][name]:>8.4f}")
-    for key in ("miou", "defect_miou", "binary_defect_iou", "pixel_accuracy", "image_auroc", "image_accuracy"):
-        lines.append(f"{key:<20}{metrics[key]:>8.4f}")
+        lines.append(f"{name:<20}{100 * iou:>8.1f}{100 * metrics['dice'][name]:>8.1f}")
+    labels = {"miou": "mIoU", "defect_miou": "defect mIoU", "binary_defect_iou": "binary defect IoU",
+              "pixel_accuracy": "pixel accuracy", "image_auroc": "image AUROC", "image_accuracy": "image accuracy"}
+    for key, label in labels.items():
+        lines.append(f"{label:<20}{100 * metrics[key]:>8.1f}")
     return "\n".join(lines)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .experiments import write_json
-    from .training import dataset_samples, eval_dataset, evaluate, load_checkpoint
+    from .experiments import dataset_samples, fold_samples, make_dataset, resolve_config, write_json
+    from .models import load_checkpoint, prepare, resolve_precision
+    from .training import evaluate
 
-    model, cfg = load_checkpoint(args.checkpoint)
-    ds = eval_dataset(cfg, dataset_samples(cfg)[args.split])
-    metrics = evaluate(model, ds, progress=True, desc=args.split)
+    model, saved_cfg = load_checkpoint(args.checkpoint)
+    overrides = _data_overrides(args)
+    if overrides.get("data.classes") and overrides["data.classes"] != saved_cfg["data"]["classes"]:
+        raise ValueError(f"{args.data}: classes {overrides['data.classes']} differ from the checkpoint's "
+                         f"{saved_cfg['data']['classes']}")
+    cfg = resolve_config({k: v for k, v in saved_cfg.items() if k != "profile"}, saved_cfg.get("profile"), overrides)
+    samples = dataset_samples(cfg)
+    split = args.split or ("all" if args.data else "val")
+    if split == "all":
+        chosen = samples
+    else:
+        fold = args.fold if args.fold is not None else 0
+        chosen = fold_samples(cfg, fold, samples)[split]
+    if not chosen:
+        raise ValueError(f"{cfg['data']['root'] or 'Magnetic Tile'}: no images to evaluate in split {split!r}")
+    ds = make_dataset(cfg, chosen, progress=True, desc=f"decode {split}")
+    metrics = evaluate(prepare(model), ds, cfg["data"]["classes"], precision=resolve_precision(args.precision),
+                       progress=True, desc=split)
+    print(f"{len(ds)} images ({split})")
     print(format_metrics(metrics))
-    out = Path(args.out or Path(args.checkpoint).with_suffix(f".{args.split}.json"))
-    write_json(out, {"checkpoint": str(args.checkpoint), "split": args.split, "images": len(ds), "metrics": metrics})
+    out = Path(args.out or Path(args.checkpoint).with_suffix(f".{split}.json"))
+    write_json(out, {"checkpoint": str(args.checkpoint), "split": split, "fold": args.fold, "images": len(ds),
+                     "metrics": metrics})
     print(f"wrote {out}")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict_to_folder
 
-    results, failures = predict_to_folder(args.checkpoint, args.inputs, args.out)
-    print(f"wrote {len(results)} prediction(s) to {args.out}")
+    rows, failures = predict_to_folder(args.checkpoint, args.inputs, args.out, overwrite=args.overwrite,
+                                       max_pixels=int(args.max_pixels * 1e6), precision=args.precision)
+    print(f"wrote {len(rows) - len(failures)} prediction(s) to {args.out}")
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR", help="your own dataset folder: images/ + masks/ with matching stems "
+                   "(or the Magnetic Tile layout), optionally described by DIR/dataset.yaml")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help="class names, background first (default: "
+                   "dataset.yaml, else 'background defect')")
+    p.add_argument("--mask-format", choices=("binary", "index"), help="binary (0/255, 0/1 or 1-bit) or index "
+                   "(class indices); default: dataset.yaml, else binary")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m defectlib",
+    parser = argparse.ArgumentParser(prog="python -m defectlib", epilog=EPILOG,
                                      description="Surface-defect segmentation on Magnetic Tile and your own images.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="find or download the Magnetic Tile dataset and verify every file",
-                       description="Locate the dataset (argument, $DEFECTLIB_DATA_DIR, data/magnetic-tile, "
+    p = sub.add_parser("data", help="find, download or validate a dataset", epilog=EPILOG,
+                       description="Without --path: locate Magnetic Tile ($DEFECTLIB_DATA_DIR, data/magnetic-tile, "
                                    "../shared/datasets/magnetic-tile), else download the pinned upstream archive; "
-                                   "check every SHA-256 and decode every image and mask.")
-    p.add_argument("--path", help="dataset directory or zip archive")
+                                   "check every SHA-256 and decode every image and mask. With --path ZIP: install "
+                                   "from a local archive. With --path DIR: validate a dataset folder (layout, pairs, "
+                                   "mask values) and report every problem at once.")
+    p.add_argument("--path", help="dataset folder or zip archive")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help="class names of a folder dataset, background first")
+    p.add_argument("--mask-format", choices=("binary", "index"), help="mask format of a folder dataset")
     p.set_defaults(func=_cmd_data)
 
-    p = sub.add_parser("train", help="train one run (config + seed), or return its stored record",
-                       description="Train a config with a seed and write its JSON record and best checkpoint under "
-                                   "results/ (a temporary directory when DEFECTLIB_PROFILE=smoke). A stored record "
-                                   "with the same config hash and seed is reused unless --retrain is given.")
+    p = sub.add_parser("train", help="train runs (config + fold + seed), or return their stored records", epilog=EPILOG,
+                       description="Train a config on one or more folds and write each run's JSON record and best "
+                                   "checkpoint under results/ (a temporary directory when DEFECTLIB_PROFILE=smoke). "
+                                   "A stored record with the same resolved-config hash, fold and seed is reused "
+                                   "unless --retrain is given. A folder without splits.json gets a seeded 5-fold "
+                                   "partition written under results/splits/.")
     p.add_argument("--config", required=True, help="YAML config, e.g. configs/baseline.yaml")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--fold", type=int, nargs="+", default=[0], help="test fold(s) k; validation is k+1 mod 5 (default 0)")
+    p.add_argument("--seed", type=int, help="run seed (default: the fold)")
     p.add_argument("--retrain", action="store_true", help="train even if a record exists")
+    _add_data_options(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="metrics of a checkpoint on the val or test split",
-                       description="Evaluate a checkpoint at native resolution on a split of the committed "
-                                   "Magnetic Tile split; print the metric table and write it as JSON.")
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a split or a folder", epilog=EPILOG,
+                       description="Evaluate a checkpoint at native resolution; print per-class IoU and Dice and "
+                                   "the summary metrics, and write them as JSON.")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by train")
-    p.add_argument("--split", choices=("val", "test"), default="val")
+    p.add_argument("--split", choices=("train", "val", "test", "all"),
+                   help="part of fold --fold, or all images (default: val, or all with --data)")
+    p.add_argument("--fold", type=int, help="fold k of the partition (default 0)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     p.add_argument("--out", help="JSON output (default: next to the checkpoint)")
+    _add_data_options(p)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="segment images or folders of images",
-                       description="Write <stem>_mask.png (class indices 0..5), <stem>_overlay.png and "
-                                   "predictions.csv (defect class, area fraction, score per image) to --out. "
-                                   "Unreadable inputs are reported and skipped; exit status 1 if any failed.")
+    p = sub.add_parser("predict", help="segment images or folders of images", epilog=EPILOG,
+                       description="Write <stem>_mask.png (class indices), <stem>_overlay.png and predictions.csv "
+                                   "(a row per input: status, error, defect class, area fraction, score) to --out. "
+                                   "Unreadable or too large inputs are reported and skipped (exit status 1). An "
+                                   "--out that is a file or an input folder is refused, and so is one holding an "
+                                   "earlier run's outputs unless --overwrite.")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by train")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in --out")
+    p.add_argument("--max-pixels", type=float, default=50, metavar="MPX",
+                   help="skip images larger than this many megapixels (default 50)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     p.set_defaults(func=_cmd_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status (see the module docstring)."""
+    from .config import ConfigError
+    from .data import DatasetError
+    from .inference import OutputError
+    from .models import CheckpointError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ConfigError, DatasetError, CheckpointError, OutputError, FileNotFoundError, ValueError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(exc, DatasetError) and args.command == "data":
+            print(f"error: {exc}", file=sys.stderr)  # a validation report: every problem, one per line
+        else:
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _one_line(exc: Exception) -> str:
+    """A one-line form of a multi-line error (the first problem, and how many more)."""
+    from .data import DatasetError
+
+    if isinstance(exc, DatasetError) and exc.problems:
+        more = f" (and {len(exc.problems) - 1} more problem(s))" if len(exc.problems) > 1 else ""
+        return exc.problems[0] + more
+    return " ".join(str(exc).split())

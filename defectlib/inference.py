@@ -1,6 +1,12 @@
 """Prediction on arbitrary images: class-index masks, overlays and a summary CSV.
 
 Introduced in chapter 03 (baseline); used by ``python -m defectlib predict``.
+
+The model sees each image resized to its input size, as in training.  The
+class probabilities are brought back to the image's native size band by band
+(rows at a time, with the exact weights of bilinear interpolation), so the
+memory of a large image's prediction stays bounded by one band, not by
+``classes x height x width`` floats.
 """
 from __future__ import annotations
 
@@ -11,16 +17,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import CLASSES, IMAGE_SUFFIXES, DatasetError, read_image, to_network_input
-from .models import encoder_normalization
-from .training import load_checkpoint, predict_probs
-from .transforms import build_transform
+from .data import IMAGE_SUFFIXES, MAX_PIXELS, DatasetError, read_image, to_network_input
+from .models import encoder_normalization, load_checkpoint, logits, prepare, resolve_precision
 from .viz import overlay
+
+#: Output rows computed at once when bringing probabilities to native size.
+BAND_ROWS = 256
+CSV_NAME = "predictions.csv"
+
+
+class OutputError(ValueError):
+    """An output folder that predict refuses to write into."""
 
 
 @dataclass
@@ -32,6 +45,46 @@ class Prediction:
     defect_class: str
     defect_fraction: float
     score: float
+
+
+def bilinear_weights(out_size: int, in_size: int) -> torch.Tensor:
+    """``(out_size, in_size)`` matrix of 1-D bilinear interpolation, ``align_corners=False``.
+
+    Identical to :func:`torch.nn.functional.interpolate`'s weights: output
+    pixel ``i`` samples input coordinate ``(i + 0.5) * in / out - 0.5``,
+    clamped at 0.
+    """
+    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=in_size - 1)
+    i1 = (i0 + 1).clamp(max=in_size - 1)
+    frac = (src - i0).float()
+    w = torch.zeros(out_size, in_size)
+    rows = torch.arange(out_size)
+    w[rows, i0] += 1 - frac
+    w[rows, i1] += frac
+    return w
+
+
+def native_prediction(logit: torch.Tensor, size: tuple[int, int], band_rows: int = BAND_ROWS) -> tuple[np.ndarray, float]:
+    """Arg-max mask at native size and the image score, computed band by band.
+
+    Shape:
+        - ``logit``: ``(C, h, w)`` float logits; output mask ``(H, W)`` uint8.
+
+    The score is the highest defect probability ``1 - P(background)`` over the pixels.
+    """
+    height, width = size
+    wy = bilinear_weights(height, logit.shape[1])
+    wx = bilinear_weights(width, logit.shape[2])
+    cols = torch.einsum("chw,Ww->chW", logit.float(), wx)  # (C, h, W)
+    mask = np.empty((height, width), np.uint8)
+    score = 0.0
+    for r0 in range(0, height, band_rows):
+        band = torch.einsum("Hh,chW->cHW", wy[r0:r0 + band_rows], cols)
+        probs = band.softmax(0)
+        mask[r0:r0 + band_rows] = probs.argmax(0).numpy().astype(np.uint8)
+        score = max(score, float((1 - probs[0]).max()))
+    return mask, score
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -62,27 +115,38 @@ def _output_stem(path: Path, used: set[str]) -> str:
 
 
 class Predictor:
-    """A trained model with its preprocessing, ready for single images."""
+    """A trained model with its preprocessing, ready for single images.
 
-    def __init__(self, checkpoint: str | Path):
-        self.model, self.config = load_checkpoint(checkpoint)
-        size = self.config["data"]["image_size"]
-        self.transform = build_transform(size)
+    Args:
+        checkpoint: a checkpoint written by defectlib.
+        precision: ``auto``, ``bf16`` or ``fp32``.
+        max_pixels: larger images are refused (:class:`DatasetError`).
+    """
+
+    def __init__(self, checkpoint: str | Path, precision: str = "auto", max_pixels: int | None = MAX_PIXELS):
+        model, self.config = load_checkpoint(checkpoint)
+        self.model = prepare(model)
+        self.classes = tuple(self.config["data"]["classes"])
+        self.size = self.config["data"]["image_size"]
         self.mean, self.std = encoder_normalization(self.config["model"]["encoder"])
+        self.precision = resolve_precision(precision)
+        self.max_pixels = max_pixels
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        """Class probabilities ``(C, H, W)`` at the native size of a grayscale ``(H, W)`` image."""
-        batch = to_network_input(self.transform(image=image)["image"], self.mean, self.std)[None]
-        return predict_probs(self.model, batch, [image.shape])[0]
+    @torch.no_grad()
+    def predict_array(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(class-index mask (H, W), score)`` for a grayscale ``(H, W)`` uint8 image."""
+        small = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        batch = to_network_input(small, self.mean, self.std)[None]
+        return native_prediction(logits(self.model.eval(), batch, self.precision)[0], image.shape)
 
     def predict(self, path: str | Path) -> Prediction:
-        """Predict one image file (raises :class:`DatasetError` if unreadable)."""
-        image = read_image(path)
-        probs = self(image)
-        mask = probs.argmax(0).numpy().astype(np.uint8)
-        defect = mask[mask > 0]
-        name = CLASSES[int(np.bincount(defect).argmax())] if defect.size else "none"
-        return Prediction(Path(path), mask, name, float(defect.size / mask.size), float((1 - probs[0]).max()))
+        """Predict one image file (raises :class:`DatasetError` if unreadable or too large)."""
+        image = read_image(path, self.max_pixels)
+        mask, score = self.predict_array(image)
+        counts = np.bincount(mask.ravel(), minlength=len(self.classes))
+        defect = counts[1:].sum()
+        name = self.classes[1 + int(counts[1:].argmax())] if defect else "none"
+        return Prediction(Path(path), mask, name, float(defect / mask.size), score)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -97,38 +161,66 @@ def _png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
-                      progress: bool = True) -> tuple[list[Prediction], list[str]]:
-    """Predict every input and write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``predictions.csv``.
+def check_output_folder(out_dir: Path, inputs: Iterable[str | Path], overwrite: bool = False) -> None:
+    """Refuse an output that is a file, an input folder, or holds an earlier run's outputs.
 
-    Unreadable inputs are reported and skipped; every file is written atomically.
-    Inputs sharing a file stem get ``<stem>_2``, ``<stem>_3``... (see the CSV's
-    ``output_stem`` column).
-
-    Returns:
-        ``(predictions, failures)``, failures as ``"<path>: <reason>"`` strings.
+    Raises:
+        OutputError: naming the path and the reason (``--overwrite`` lifts the last one).
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: --out is a file, not a folder")
+    for item in map(Path, inputs):
+        if item.is_dir() and item.resolve() == out_dir.resolve():
+            raise OutputError(f"{out_dir}: --out is an input folder; a later run would predict its own outputs")
+    if (out_dir / CSV_NAME).exists() and not overwrite:
+        raise OutputError(f"{out_dir}: holds an earlier run's outputs ({CSV_NAME}); pass --overwrite to replace them")
+
+
+def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
+                      overwrite: bool = False, max_pixels: int | None = MAX_PIXELS, precision: str = "auto",
+                      progress: bool = True) -> tuple[list[dict], list[str]]:
+    """Predict every input and write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``predictions.csv``.
+
+    The checkpoint and the output folder are checked before any work
+    (:class:`~defectlib.models.CheckpointError`, :class:`OutputError`).
+    Unreadable or too large inputs are reported and skipped; the CSV has a
+    row for every input, with ``status`` ``ok`` or ``failed`` and the error.
+    Every file is written atomically; inputs sharing a stem get ``<stem>_2``...
+
+    Returns:
+        ``(rows, failures)``: the CSV rows as dicts, and ``"<path>: <reason>"`` strings.
+    """
+    inputs = list(inputs)
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, inputs, overwrite)
+    predictor = Predictor(checkpoint, precision, max_pixels)
+    files = expand_inputs(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor(checkpoint)
-    results, failures, used, output_stems = [], [], set(), []
-    for path in tqdm(expand_inputs(inputs), desc="predict", disable=not progress):
+    rows, failures, used = [], [], set()
+    for path in tqdm(files, desc="predict", disable=not progress):
+        row = {"image": str(path), "output_stem": "", "status": "failed", "error": "", "defect_class": "",
+               "defect_area_fraction": "", "defect_score": ""}
         try:
             if not path.is_file():
                 raise DatasetError([f"{path}: no such file"], "Bad input")
             pred = predictor.predict(path)
+            stem = _output_stem(path, used)
+            _write_atomic(out_dir / f"{stem}_mask.png", _png_bytes(pred.mask))
+            _write_atomic(out_dir / f"{stem}_overlay.png",
+                          _png_bytes(overlay(read_image(path, max_pixels), pred.mask, classes=predictor.classes)))
+            row.update(output_stem=stem, status="ok", defect_class=pred.defect_class,
+                       defect_area_fraction=f"{pred.defect_fraction:.6f}", defect_score=f"{pred.score:.6f}")
         except DatasetError as exc:
             failures += exc.problems
-            continue
-        stem = _output_stem(path, used)
-        _write_atomic(out_dir / f"{stem}_mask.png", _png_bytes(pred.mask))
-        _write_atomic(out_dir / f"{stem}_overlay.png", _png_bytes(overlay(read_image(path), pred.mask)))
-        results.append(pred)
-        output_stems.append(stem)
+            row["error"] = "; ".join(exc.problems)
+        except MemoryError:
+            failures.append(f"{path}: out of memory")
+            row["error"] = "out of memory"
+        rows.append(row)
     buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["image", "output_stem", "defect_class", "defect_area_fraction", "defect_score"])
-    for p, stem in zip(results, output_stems):
-        writer.writerow([str(p.path), stem, p.defect_class, f"{p.defect_fraction:.6f}", f"{p.score:.6f}"])
-    _write_atomic(out_dir / "predictions.csv", buf.getvalue().encode())
-    return results, failures
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["image", "status", "error"])
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(out_dir / CSV_NAME, buf.getvalue().encode())
+    return rows, failures

@@ -12,7 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data import CLASSES, DatasetError
+from .classes import CLASSES
+from .data import DatasetError
 
 DEFAULT_CLASS_MAP: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
 

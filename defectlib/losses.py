@@ -113,7 +113,7 @@ def build_loss(name: str, class_weights: torch.Tensor | None = None,
     Args:
         name: e.g. ``ce``, ``dice``, ``ce+dice``, ``focal+dice``.
         class_weights: ``(C,)`` weights, given to every part that takes them
-            (``ce``, ``ohem_ce``); an error if no part does.
+            (all but ``lovasz``); an error if no part does.
         params: keyword arguments per part, e.g. ``{"focal": {"gamma": 2.0}}``.
 
     Raises:
@@ -127,7 +127,7 @@ def build_loss(name: str, class_weights: torch.Tensor | None = None,
     if problems:
         raise ValueError("; ".join(problems))
     if class_weights is not None and not any("class_weights" in _accepted(p) for p in parts):
-        raise ValueError(f"loss {name!r} takes no class weights (only ce and ohem_ce do)")
+        raise ValueError(f"loss {name!r} takes no class weights")
     modules = {}
     for p in parts:
         kwargs = dict(params.get(p, {}))

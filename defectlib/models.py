@@ -176,11 +176,15 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 
     if not path.is_file():
         raise fail("no such file")
+    if path.stat().st_size == 0:
+        raise fail("empty file")
+    if not zipfile.is_zipfile(path):
+        raise fail("not a PyTorch checkpoint archive: truncated, or another kind of file")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, Exception) as exc:  # noqa: BLE001
-        # torch raises many types for a damaged file; say which file and why
-        raise fail(f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else 'unreadable'}") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged archive
+        first = str(exc).splitlines()[0][:120] if str(exc) else ""
+        raise fail(f"damaged archive: {type(exc).__name__} {first}".strip()) from exc
     if not isinstance(saved, dict) or "model" not in saved or "config" not in saved:
         raise fail("no model state and config inside")
     cfg = saved["config"]

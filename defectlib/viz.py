@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .data import CLASSES
+from .classes import CLASSES
 
 #: RGB colour per pixel class (background unused).
 CLASS_COLORS: dict[str, tuple[int, int, int]] = {
@@ -21,20 +21,35 @@ CLASS_COLORS: dict[str, tuple[int, int, int]] = {
 }
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+#: Colours for classes of other datasets, in order (a colour-blind-safe qualitative set).
+FALLBACK_COLORS: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230))
+
+
+def class_colors(classes: Sequence[str] = CLASSES) -> list[tuple[int, int, int]]:
+    """RGB colour per class: the report's palette for Magnetic Tile's names, else :data:`FALLBACK_COLORS`."""
+    return [CLASS_COLORS.get(name, FALLBACK_COLORS[(k - 1) % len(FALLBACK_COLORS)]) if k else (0, 0, 0)
+            for k, name in enumerate(classes)]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, classes: Sequence[str] = CLASSES) -> np.ndarray:
     """Colour the defect pixels of a class-index mask over a grayscale image.
+
+    Works in place on one ``uint8`` copy, so large images cost little memory.
 
     Shape:
         - ``image``: ``(H, W)`` uint8; ``mask``: ``(H, W)`` class indices.
         - output: ``(H, W, 3)`` uint8.
     """
-    rgb = np.repeat(image[..., None], 3, axis=2).astype(np.float32)
-    for index, name in enumerate(CLASSES):
+    rgb = np.repeat(np.asarray(image, np.uint8)[..., None], 3, axis=2)
+    for index, color in enumerate(class_colors(classes)):
         if index == 0:
             continue
         sel = mask == index
-        rgb[sel] = (1 - alpha) * rgb[sel] + alpha * np.asarray(CLASS_COLORS[name], np.float32)
-    return rgb.clip(0, 255).astype(np.uint8)
+        if sel.any():
+            blended = (1 - alpha) * rgb[sel].astype(np.float32) + alpha * np.asarray(color, np.float32)
+            rgb[sel] = blended.clip(0, 255).astype(np.uint8)
+    return rgb
 
 
 def plot_history(records: Sequence[dict], keys: Sequence[str] = ("train_loss", "val_miou", "val_defect_miou"), ax=None):
@@ -45,7 +60,7 @@ def plot_history(records: Sequence[dict], keys: Sequence[str] = ("train_loss", "
     for key, a in zip(keys, np.atleast_1d(axes)):
         for r in records:
             h = r["history"]
-            a.plot([e["epoch"] for e in h], [e[key] for e in h], marker=".", label=f"seed {r['seed']}")
+            a.plot([e["epoch"] for e in h], [e[key] for e in h], marker=".", label=f"fold {r.get('fold', '-')}")
         a.set_xlabel("epoch")
         a.set_title(key.replace("_", " "))
         a.grid(alpha=0.3)

@@ -1,76 +1,181 @@
 import csv
+import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from conftest import write_crackforest_like
 from defectlib.cli import main
 from defectlib.data import sample_dataset
 
 
-def test_help_for_every_subcommand():
+def _checkpoint(trained_run):
+    record, root = trained_run
+    return root / record["checkpoint"]["path"]
+
+
+def test_help_for_every_subcommand_documents_exit_status():
     for sub in ("data", "train", "evaluate", "predict"):
         out = subprocess.run([sys.executable, "-m", "defectlib", sub, "--help"], capture_output=True, text=True)
-        assert out.returncode == 0 and "usage:" in out.stdout and len(out.stdout) > 200, sub
+        assert out.returncode == 0 and out.stdout.startswith("usage:"), sub
+        assert "exit status: 0 all done; 1 some inputs failed" in " ".join(out.stdout.split()), sub
+
+
+def test_usage_error_exits_2():
+    out = subprocess.run([sys.executable, "-m", "defectlib", "train"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--config" in out.stderr
 
 
 def test_predict_writes_outputs_and_reports_bad_input(trained_run, tmp_path, capsys):
-    record, root = trained_run
-    checkpoint = root / record["checkpoint"]["path"]
     images = sorted((sample_dataset() / "MT_Blowhole" / "Imgs").glob("*.jpg"))[:2]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "pred"
-    status = main(["predict", "--checkpoint", str(checkpoint), str(images[0]), str(bad), str(images[1]), "--out", str(out)])
+    status = main(["predict", "--checkpoint", str(_checkpoint(trained_run)), str(images[0]), str(bad), str(images[1]),
+                   "--out", str(out)])
     assert status == 1
-    assert "broken.jpg" in capsys.readouterr().err
+    assert "broken.jpg: unreadable or truncated image" in capsys.readouterr().err
     for image in images:
         mask = np.asarray(Image.open(out / f"{image.stem}_mask.png"))
         assert mask.shape == np.asarray(Image.open(image)).shape and mask.max() <= 5
         assert (out / f"{image.stem}_overlay.png").is_file()
     rows = list(csv.DictReader(open(out / "predictions.csv")))
-    assert [r["image"] for r in rows] == [str(i) for i in images]
+    assert [r["image"] for r in rows] == [str(images[0]), str(bad), str(images[1])]
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert "unreadable" in rows[1]["error"] and rows[0]["error"] == ""
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
 
-def test_evaluate_prints_table_and_writes_json(trained_run, tmp_path, capsys, monkeypatch):
-    record, root = trained_run
-    out = tmp_path / "val.json"
-    assert main(["evaluate", "--checkpoint", str(root / record["checkpoint"]["path"]), "--split", "val", "--out", str(out)]) == 0
-    assert "defect_miou" in capsys.readouterr().out
-    import json
-    assert json.loads(out.read_text())["metrics"]["miou"] == pytest.approx(record["val"]["miou"])
+def test_image_over_the_pixel_limit_is_skipped_and_the_rest_go_on(trained_run, tmp_path, capsys):
+    big = tmp_path / "in" / "big.png"
+    big.parent.mkdir()
+    Image.fromarray(np.zeros((1200, 1000), np.uint8)).save(big)
+    small = sorted((sample_dataset() / "MT_Crack" / "Imgs").glob("*.jpg"))[0]
+    status = main(["predict", "--checkpoint", str(_checkpoint(trained_run)), str(big), str(small),
+                   "--out", str(tmp_path / "out"), "--max-pixels", "1"])
+    assert status == 1
+    assert "big.png: 1000x1200 image is larger than the limit of 1 Mpx" in capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / "out" / "predictions.csv")))
+    assert [r["status"] for r in rows] == ["failed", "ok"]
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "none.pt")]) == 2
-    assert "none.pt: checkpoint not found" in capsys.readouterr().err
+@pytest.mark.parametrize("content, reason", [
+    (None, "no such file"),
+    (b"", "empty file"),
+    (bytes(range(256)) * 4, "not a PyTorch checkpoint archive"),
+])
+def test_bad_checkpoints_are_named(tmp_path, capsys, content, reason):
+    path = tmp_path / "model.pt"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["evaluate", "--checkpoint", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: not a defectlib checkpoint: {path} (") and reason in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_predict_folder_skips_masks_and_keeps_same_stems_apart(trained_run, tmp_path):
-    from defectlib.inference import expand_inputs, predict_to_folder
+def test_truncated_and_foreign_checkpoints(trained_run, tmp_path, capsys):
+    good = _checkpoint(trained_run).read_bytes()
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "foreign.pt")
+    for name, reason in (("cut.pt", "truncated, or another kind of file"), ("foreign.pt", "no model state and config")):
+        assert main(["predict", "--checkpoint", str(tmp_path / name), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert name in err and reason in err
+    assert not (tmp_path / "o").exists()   # refused before any work
 
-    record, root = trained_run
-    folder = sample_dataset() / "MT_Crack" / "Imgs"
-    inputs = expand_inputs([folder])
-    assert inputs and all(p.suffix == ".jpg" for p in inputs)
-    first = inputs[0]
-    results, failures = predict_to_folder(root / record["checkpoint"]["path"], [first, first], tmp_path, progress=False)
-    assert not failures and len(results) == 2
-    assert (tmp_path / f"{first.stem}_mask.png").is_file() and (tmp_path / f"{first.stem}_2_mask.png").is_file()
+
+def test_debug_flag_shows_the_traceback(tmp_path, capsys):
+    assert main(["--debug", "evaluate", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_output_folder_checks(trained_run, tmp_path, capsys):
+    ckpt = str(_checkpoint(trained_run))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((sample_dataset() / "MT_Crack" / "Imgs").glob("*.jpg").__next__().read_bytes())
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    assert main(["predict", "--checkpoint", ckpt, str(folder), "--out", str(afile)]) == 2
+    assert "file.txt: --out is a file" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", ckpt, str(folder), "--out", str(folder)]) == 2
+    assert "--out is an input folder" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", ckpt, str(folder), "--out", str(out)]) == 0
+    assert main(["predict", "--checkpoint", ckpt, str(folder), "--out", str(out)]) == 2
+    assert "holds an earlier run's outputs" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", ckpt, str(folder), "--out", str(out), "--overwrite"]) == 0
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("name: x\ntrain:\n  learning_rate: 0.1\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml: train.learning_rate: unknown key" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_data_validates_a_folder_and_reports_every_problem(tmp_path, capsys):
+    root = write_crackforest_like(tmp_path / "cf", n=4)
+    assert main(["data", "--path", str(root)]) == 0
+    assert "4 image/mask pairs, all valid" in capsys.readouterr().out
+    Image.fromarray(np.full((320, 480), 7, np.uint8)).save(root / "masks" / "001.png")
+    (root / "masks" / "002.png").unlink()
+    assert main(["data", "--path", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "002.jpg: no mask" in err
+    (root / "masks" / "002.png").write_bytes((root / "masks" / "000.png").read_bytes())
+    assert main(["data", "--path", str(root)]) == 2
+    assert "001.png: binary mask holds values {7}" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_folder_of_other_classes(trained_run, tmp_path, capsys):
+    root = write_crackforest_like(tmp_path / "cf", n=2)
+    assert main(["evaluate", "--checkpoint", str(_checkpoint(trained_run)), "--data", str(root)]) == 2
+    assert "classes ['background', 'defect'] differ from the checkpoint's" in capsys.readouterr().err
+
+
+def test_own_folder_trains_evaluates_and_predicts_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """A CrackForest-like folder (RGB 480x320 JPEGs, 0/1 and 0/255 PNG masks), smoke profile, end to end."""
+    monkeypatch.setenv("DEFECTLIB_PROFILE", "smoke")
+    monkeypatch.setenv("DEFECTLIB_RESULTS_DIR", str(tmp_path / "results"))
+    root = write_crackforest_like(tmp_path / "crackforest")
+    assert main(["train", "--config", "configs/baseline.yaml", "--data", str(root), "--fold", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "val mIoU" in out
+    (record_path,) = (tmp_path / "results" / "runs").glob("baseline-*-fold0-seed0.json")
+    record = json.loads(record_path.read_text())
+    assert record["config"]["data"]["classes"] == ["background", "defect"]
+    assert list((tmp_path / "results" / "splits").glob("crackforest-*.json"))   # seeded partition written
+    ckpt = tmp_path / "results" / record["checkpoint"]["path"]
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(root), "--out", str(tmp_path / "e.json")]) == 0
+    table = capsys.readouterr().out
+    assert "15 images (all)" in table
+    lines = {line.split()[0]: line for line in table.splitlines() if line and line.split()[0] in ("background", "defect")}
+    assert set(lines) == {"background", "defect"}
+    metrics = json.loads((tmp_path / "e.json").read_text())["metrics"]
+    assert f"{100 * metrics['iou']['defect']:.1f}" in lines["defect"]
+    assert main(["predict", "--checkpoint", str(ckpt), str(root / "images"), "--out", str(tmp_path / "pred")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
+    assert len(rows) == 15 and {r["status"] for r in rows} == {"ok"}
+    assert np.asarray(Image.open(tmp_path / "pred" / "000_mask.png")).shape == (320, 480)
 
 
 def test_train_subcommand_then_reuse(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DEFECTLIB_PROFILE", "smoke")
     monkeypatch.setenv("DEFECTLIB_RESULTS_DIR", str(tmp_path))
     monkeypatch.setenv("DEFECTLIB_DATA_DIR", str(sample_dataset()))
-    assert main(["train", "--config", "configs/baseline.yaml", "--seed", "3"]) == 0
+    assert main(["train", "--config", "configs/baseline.yaml", "--fold", "3"]) == 0
     first = capsys.readouterr().out
-    records = list((tmp_path / "runs").glob("baseline-*-seed3.json"))
+    records = list((tmp_path / "runs").glob("baseline-*-fold3-seed3.json"))
     assert len(records) == 1 and "val mIoU" in first
     stamp = records[0].stat().st_mtime_ns
-    assert main(["train", "--config", "configs/baseline.yaml", "--seed", "3"]) == 0
+    assert main(["train", "--config", "configs/baseline.yaml", "--fold", "3"]) == 0
     assert records[0].stat().st_mtime_ns == stamp  # stored record returned, not retrained
-    assert first.endswith(capsys.readouterr().out)  # same summary, without the epoch lines
+    assert capsys.readouterr().out == first

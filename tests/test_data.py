@@ -24,16 +24,18 @@ def test_class_index_mask_uses_category_label(tiny_pair):
     assert (mask > 0).sum() == 50
 
 
-def test_dataset_item_shapes_and_meta(tiny_pair):
-    from defectlib.transforms import build_transform
+def test_dataset_decodes_once_and_serves_resized_items(tiny_pair, monkeypatch):
+    from defectlib.transforms import build_augmentation
 
-    ds = data.MagneticTileDataset(data.list_samples(tiny_pair), build_transform(64))
+    ds = data.SegmentationDataset(data.list_samples(tiny_pair), 64, transform=build_augmentation("flips"),
+                                  num_classes=6, keep_native=True)
+    monkeypatch.setattr(data, "read_image", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded again")))
     item = ds[0]
     assert tuple(item["image"].shape) == (3, 64, 64)
     assert tuple(item["mask"].shape) == (64, 64)
     assert set(item["mask"].unique().tolist()) == {0, 3}  # nearest-neighbour: no new values
-    assert item["meta"]["height"] == 20 and item["meta"]["width"] == 30
-    assert item["meta"]["category"] == "Crack"
+    assert ds.sizes[0] == (20, 30) and ds.native_mask(0).shape == (20, 30)
+    assert ds.pixel_counts.tolist() == [550, 0, 0, 50, 0, 0]
 
 
 def _expect_error(root, fragment, name):
@@ -58,15 +60,49 @@ def test_mask_of_another_size(tiny_pair):
     _expect_error(tiny_pair, "differs from image size", "exp1_num_1.png")
 
 
-@pytest.mark.parametrize("array", [
-    np.zeros((20, 30, 3), np.uint8),                  # RGB
-    np.zeros((20, 30), np.uint16) + 300,              # 16-bit
-    np.random.default_rng(0).integers(1, 6, (20, 30)).astype(np.uint8),  # class indices, not 0/255
+def _small_defect_mask(value):
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:7, 5:8] = value   # 6 pixels: 1 % of the mask
+    return mask
+
+
+@pytest.mark.parametrize("array, fragment", [
+    (np.dstack([_small_defect_mask(255), np.zeros((20, 30, 2), np.uint8)]), "mode RGB"),  # coloured RGB
+    (np.zeros((20, 30), np.uint16) + 300, "mode I"),                     # 16-bit mask
+    (_small_defect_mask(7), "values {0, 7}"),                            # few pixels of a wrong value
+    (_small_defect_mask(3), "values {0, 3}"),                            # an undeclared class-index mask
+    (np.random.default_rng(0).integers(1, 6, (20, 30)).astype(np.uint8), "values {1, 2, 3, 4, 5}"),
 ])
-def test_mask_with_unexpected_values(tiny_pair, array):
+def test_mask_with_unexpected_values(tiny_pair, array, fragment):
     Image.fromarray(array).save(tiny_pair / "MT_Crack/Imgs/exp1_num_1.png")
-    with pytest.raises(DatasetError, match="exp1_num_1.png"):
+    with pytest.raises(DatasetError, match="exp1_num_1.png") as info:
         data.validate_dataset(tiny_pair)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("mask, pixels", [
+    (_small_defect_mask(1), 6),                                     # 0/1 mask
+    (_small_defect_mask(255), 6),                                   # 0/255 mask
+    (np.where(_small_defect_mask(255) > 0, 255, 0).astype(np.uint8) | np.pad(np.full((1, 3), 40, np.uint8),
+                                                                            ((4, 15), (5, 22))), 6),  # anti-aliased edge
+])
+def test_binary_mask_formats(tiny_pair, mask, pixels):
+    Image.fromarray(mask).save(tiny_pair / "MT_Crack/Imgs/exp1_num_1.png")
+    (sample,) = data.validate_dataset(tiny_pair)
+    assert (data.class_index_mask(sample) == 3).sum() == pixels
+
+
+def test_sixteen_bit_image_is_scaled_by_its_range(tmp_path):
+    arr = np.linspace(1000, 3000, 20 * 30).reshape(20, 30).astype(np.uint16)
+    Image.fromarray(arr).save(tmp_path / "deep.png")
+    image = data.read_image(tmp_path / "deep.png")
+    assert image.dtype == np.uint8 and image.min() == 0 and image.max() == 255
+
+
+def test_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "big.png")
+    with pytest.raises(DatasetError, match=r"big.png: 100x100 image is larger than the limit"):
+        data.read_image(tmp_path / "big.png", max_pixels=5000)
 
 
 def test_empty_folder(tmp_path):
@@ -140,22 +176,55 @@ def test_find_dataset_order(tmp_path, monkeypatch, tiny_pair):
         data.find_dataset()
 
 
-def test_folder_pairs_for_own_data(tmp_path, tiny_pair):
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir(), masks.mkdir()
-    shutil.copy(tiny_pair / "MT_Crack/Imgs/exp1_num_1.jpg", images / "a.jpg")
-    shutil.copy(tiny_pair / "MT_Crack/Imgs/exp1_num_1.png", masks / "a.png")
-    ds = data.FolderDataset(images, masks, defect_label=2)
-    assert len(ds) == 1 and ds[0]["mask"].max().item() == 2
-    shutil.copy(tiny_pair / "MT_Crack/Imgs/exp1_num_1.jpg", images / "b.jpg")
-    with pytest.raises(DatasetError, match="b.jpg: no mask"):
-        data.FolderDataset(images, masks)
+def _folder(tmp_path, tiny_pair, names=("a",)):
+    (tmp_path / "own" / "images").mkdir(parents=True), (tmp_path / "own" / "masks").mkdir()
+    for n in names:
+        shutil.copy(tiny_pair / "MT_Crack/Imgs/exp1_num_1.jpg", tmp_path / "own/images" / f"{n}.jpg")
+        shutil.copy(tiny_pair / "MT_Crack/Imgs/exp1_num_1.png", tmp_path / "own/masks" / f"{n}.png")
+    return tmp_path / "own"
+
+
+def test_folder_dataset_for_own_data(tmp_path, tiny_pair):
+    root = _folder(tmp_path, tiny_pair)
+    spec = data.describe_dataset(root)
+    assert spec.layout == "folder" and spec.classes == ("background", "defect")
+    (sample,) = data.list_dataset(spec)
+    assert sample.name == "a" and (data.class_index_mask(sample) == 1).sum() == 50
+    shutil.copy(root / "images/a.jpg", root / "images/b.jpg")
+    (root / "masks/c.png").write_bytes((root / "masks/a.png").read_bytes())
+    with pytest.raises(DatasetError) as info:
+        data.list_dataset(spec)
+    assert "b.jpg: no mask" in str(info.value) and "c.png: mask has no image" in str(info.value)
+
+
+def test_folder_dataset_with_declared_class_index_masks(tmp_path, tiny_pair):
+    root = _folder(tmp_path, tiny_pair)
+    (root / "dataset.yaml").write_text("classes: [background, scratch, dent]\nmask_format: index\n")
+    Image.fromarray(_small_defect_mask(2)).save(root / "masks/a.png")
+    spec = data.describe_dataset(root)
+    assert spec.classes == ("background", "scratch", "dent") and spec.mask_format == "index"
+    data.validate_samples(data.list_dataset(spec), num_classes=3)
+    Image.fromarray(_small_defect_mask(5)).save(root / "masks/a.png")
+    with pytest.raises(DatasetError, match=r"a.png: class-index mask holds values \{0, 5\}; expected 0..2"):
+        data.validate_samples(data.list_dataset(spec), num_classes=3)
+
+
+def test_bad_dataset_description_is_named(tmp_path, tiny_pair):
+    root = _folder(tmp_path, tiny_pair)
+    (root / "dataset.yaml").write_text("clases: [a, b]\n")
+    with pytest.raises(DatasetError, match=r"dataset.yaml: unknown key\(s\) \['clases'\]"):
+        data.describe_dataset(root)
 
 
 def test_folder_dataset_empty_folder(tmp_path):
     (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
     with pytest.raises(DatasetError, match="folder holds no images"):
-        data.FolderDataset(tmp_path / "images", tmp_path / "masks")
+        data.list_dataset(data.describe_dataset(tmp_path))
+
+
+def test_unknown_layout(tmp_path):
+    with pytest.raises(DatasetError, match="expected images/ and masks/ folders"):
+        data.describe_dataset(tmp_path)
 
 
 def test_one_bit_mask_is_read_as_binary(tiny_pair):

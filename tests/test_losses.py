@@ -34,7 +34,7 @@ def test_dice_perfect_and_worst():
 
 def test_all_background_mask():
     target = torch.zeros(1, 2, 2, dtype=torch.long)
-    for name in ("ce", "dice", "dice_ce", "focal", "lovasz", "tversky"):
+    for name in ("ce", "dice", "ce+dice", "focal", "lovasz", "tversky", "ohem_ce"):
         loss = build_loss(name)(_logits(target, scale=50), target)
         assert torch.isfinite(loss) and loss.item() == pytest.approx(0.0, abs=1e-3), name
 
@@ -44,7 +44,7 @@ def test_uniform_class_weights_equal_no_weights():
     assert torch.equal(weights, torch.ones(3))
     logits = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     target = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(1))
-    assert build_loss("weighted_ce", weights)(logits, target).item() == pytest.approx(build_loss("ce")(logits, target).item())
+    assert build_loss("ce", weights)(logits, target).item() == pytest.approx(build_loss("ce")(logits, target).item())
 
 
 def test_class_weights_formula():
@@ -56,9 +56,44 @@ def test_class_weights_formula():
 
 def test_every_loss_builds_and_backpropagates():
     target = torch.randint(0, 6, (2, 8, 8))
-    for name in LOSSES:
+    for name in [*LOSSES, "ce+dice", "focal+dice", "ce+lovasz"]:
         logits = torch.randn(2, 6, 8, 8, requires_grad=True)
-        build_loss(name, torch.ones(6))(logits, target).backward()
+        build_loss(name)(logits, target).backward()
         assert logits.grad is not None, name
     with pytest.raises(ValueError, match="unknown loss"):
         build_loss("nope")
+
+
+def test_class_weights_reach_the_loss_or_fail_loudly():
+    logits = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(1))
+    weights = torch.tensor([0.1, 1.0, 5.0])
+    combined = build_loss("ce+lovasz", weights)
+    assert combined(logits, target).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, target, weight=weights).item() + build_loss("lovasz")(logits, target).item(),
+        rel=1e-5)
+    assert build_loss("dice", weights).class_weights is weights   # smp's Dice, Focal and Tversky take them too
+    with pytest.raises(ValueError, match="takes no class weights"):
+        build_loss("lovasz", weights)
+
+
+def test_loss_parameters_are_checked_and_passed():
+    focal = build_loss("focal", params={"focal": {"gamma": 3.0}})
+    assert focal.focal_loss_fn.keywords["gamma"] == 3.0
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['gama'\]"):
+        build_loss("focal", params={"focal": {"gama": 3.0}})
+    with pytest.raises(ValueError, match="not a part of loss"):
+        build_loss("ce", params={"dice": {}})
+
+
+def test_ohem_keeps_only_hard_pixels():
+    from defectlib.losses import OhemCrossEntropy
+
+    target = torch.zeros(1, 1, 4, dtype=torch.long)
+    logits = torch.zeros(1, 2, 1, 4)
+    logits[0, 0, 0, :3] = 10.0          # three easy pixels (p(true) ~ 1)
+    logits[0, 1, 0, 3] = 2.0            # one hard pixel: p(true) = 1 / (1 + e^2)
+    loss = OhemCrossEntropy(thresh=0.7, min_kept=1)(logits, target)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(2.0)), rel=1e-5)
+    kept_all = OhemCrossEntropy(thresh=0.7, min_kept=4)(logits, target)
+    assert kept_all.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, target).item(), rel=1e-5)

@@ -53,7 +53,7 @@ def test_image_level():
 
 
 def test_meter_accumulates_over_images():
-    meter = SegmentationMeter(num_classes=2)
+    meter = SegmentationMeter(("background", "defect"))
     probs = torch.tensor([[[0.9, 0.2]], [[0.1, 0.8]]])  # (C=2, H=1, W=2): predicts [0, 1]
     meter.update(probs, np.array([[0, 1]]))
     meter.update(probs, np.array([[0, 0]]))
@@ -67,10 +67,31 @@ def test_bootstrap_interval_brackets_the_estimate_and_collapses_for_identical_im
 
     same = np.stack([np.diag([10, 2, 0, 0, 0, 0])] * 20)
     same[:, 0, 1] = 2
-    ci = bootstrap_interval(same, n_boot=200)
-    point = reduce_confusion(same.sum(0))["miou"]
+    names = ("background", "A", "B", "C", "D", "E")
+    ci = bootstrap_interval(same, names, n_boot=200)
+    point = reduce_confusion(same.sum(0), names)["miou"]
     assert ci["miou"][0] == pytest.approx(point) and ci["miou"][1] == pytest.approx(point)
     varied = np.stack([np.diag([10, k, 0, 0, 0, 0]) for k in range(20)])
     varied[:, 1, 0] = 3
-    lo, hi = bootstrap_interval(varied, n_boot=200)["defect_miou"]
-    assert lo < reduce_confusion(varied.sum(0))["defect_miou"] < hi
+    lo, hi = bootstrap_interval(varied, names, n_boot=200)["defect_miou"]
+    assert lo < reduce_confusion(varied.sum(0), names)["defect_miou"] < hi
+
+
+def test_group_bootstrap_is_wider_than_image_bootstrap_for_near_duplicates():
+    from defectlib.metrics import bootstrap_interval
+
+    names = ("background", "defect")
+    rng = np.random.default_rng(0)
+    cms = []
+    for region in range(8):          # 8 regions of 6 near-identical images each
+        tp = int(rng.integers(0, 20))
+        cms += [np.array([[100, 5], [20 - tp, tp]])] * 6
+    groups = np.repeat(np.arange(8), 6)
+    by_image = bootstrap_interval(cms, names, keys=("miou",), n_boot=500)["miou"]
+    by_group = bootstrap_interval(cms, names, groups=groups, keys=("miou",), n_boot=500)["miou"]
+    assert by_group[1] - by_group[0] > 1.5 * (by_image[1] - by_image[0])
+
+
+def test_empty_meter_is_an_error():
+    with pytest.raises(ValueError, match="no images"):
+        SegmentationMeter(("background", "defect")).compute()

@@ -1,58 +1,132 @@
 import json
 
-from defectlib import experiments as ex
-from defectlib.training import train
+import numpy as np
+import pytest
+import torch
+from PIL import Image
 
-TIMING = ("wall_seconds", "train_seconds", "train_images_per_second", "git_commit", "environment")
+from defectlib import experiments as ex
+from defectlib.data import SegmentationDataset, Sample
+from defectlib.training import DefectBalancedSampler, evaluate
+
+TIMING = ("wall_seconds", "train_seconds", "val_seconds", "data_seconds", "test_seconds", "train_images_per_second",
+          "git_commit", "environment")
 
 
 def _comparable(record):
     out = {k: v for k, v in record.items() if k not in TIMING}
-    out["history"] = [{k: v for k, v in e.items() if k != "train_seconds"} for e in record["history"]]
+    out["history"] = [{k: v for k, v in e.items() if not k.endswith("_seconds")} for e in record["history"]]
     return json.loads(json.dumps(out))
 
 
 def test_smoke_training_loss_goes_down(smoke_config, tmp_path):
     cfg = ex.resolve_config(smoke_config, "smoke", {"train.epochs": 4, "optimizer.lr": 0.003})
-    record = train(cfg, seed=0, progress=False, results_root=tmp_path)
+    record = ex.train_run(cfg, fold=0, progress=False, results_root=tmp_path)
     losses = [e["train_loss"] for e in record["history"]]
     assert losses[-1] < losses[0]
 
 
 def test_record_contents(trained_run):
     record, root = trained_run
-    for key in ("config", "config_hash", "seed", "git_commit", "environment", "wall_seconds", "history",
-                "val", "test", "checkpoint"):
+    for key in ("config", "config_hash", "fold", "seed", "git_commit", "environment", "precision", "wall_seconds",
+                "history", "val", "test", "per_image", "checkpoint"):
         assert key in record
     assert record["config_hash"] == ex.config_hash(record["config"])
+    assert record["precision"] in ("bf16", "fp32")
     assert (root / record["checkpoint"]["path"]).is_file()
     assert len(record["history"]) == record["epochs_run"]
-    assert 0 <= record["val"]["miou"] <= 1
+    assert len(record["per_image"]["test"]["names"]) == record["split_sizes"]["test"] == record["test"]["images"]
     assert not (root / "work" / record["run_id"]).exists()  # epoch checkpoints cleaned up
 
 
 def test_same_seed_same_record(smoke_config, trained_run, tmp_path):
-    again = train(smoke_config, seed=0, progress=False, results_root=tmp_path)
+    again = ex.train_run(smoke_config, fold=0, progress=False, results_root=tmp_path)
     assert _comparable(again) == _comparable(trained_run[0])
     assert again["checkpoint"]["sha256"] == trained_run[0]["checkpoint"]["sha256"]
 
 
+def test_same_seed_same_record_in_bfloat16(smoke_config, tmp_path):
+    cfg = ex.resolve_config(smoke_config, "smoke", {"train.precision": "bf16"})
+    first = ex.train_run(cfg, fold=0, progress=False, results_root=tmp_path / "a")
+    second = ex.train_run(cfg, fold=0, progress=False, results_root=tmp_path / "b")
+    assert first["precision"] == "bf16"
+    assert _comparable(first) == _comparable(second)
+
+
 def test_resume_after_kill_gives_same_record(smoke_config, trained_run, tmp_path):
-    assert train(smoke_config, seed=0, progress=False, results_root=tmp_path, stop_after_epoch=1) == {}
-    assert not ex.record_path(smoke_config, 0, tmp_path).exists()
-    resumed = train(smoke_config, seed=0, progress=False, results_root=tmp_path)
+    assert ex.train_run(smoke_config, fold=0, progress=False, results_root=tmp_path, stop_after_epoch=1) == {}
+    assert not ex.record_path(smoke_config, 0, 0, tmp_path).exists()
+    resumed = ex.train_run(smoke_config, fold=0, progress=False, results_root=tmp_path)
     assert _comparable(resumed) == _comparable(trained_run[0])
 
 
 def test_get_run_reuses_stored_record(smoke_config, trained_run, monkeypatch):
     record, root = trained_run
-    monkeypatch.setenv(ex.ENV_RESULTS, str(root))
-    monkeypatch.setattr("defectlib.training.train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
-    assert ex.get_run(smoke_config, 0) == json.loads(ex.record_path(smoke_config, 0, root).read_text())
+    monkeypatch.setattr(ex, "train_run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    assert ex.get_run(smoke_config, 0, results_root=root) == json.loads(ex.record_path(smoke_config, 0, 0, root).read_text())
 
 
 def test_smoke_profile_writes_to_temp(monkeypatch):
     monkeypatch.delenv(ex.ENV_RESULTS, raising=False)
     monkeypatch.setenv(ex.ENV_PROFILE, "smoke")
     assert "defectlib-smoke" in str(ex.results_dir())
-    assert ex.load_config("configs/baseline.yaml")["data"]["image_size"] == 64
+
+
+def test_missing_dataset_is_an_error_outside_smoke(monkeypatch, tmp_path):
+    cfg = ex.resolve_config({"name": "x", "data": {"root": str(tmp_path / "nowhere")}}, "full")
+    with pytest.raises(FileNotFoundError, match="nowhere: dataset path does not exist"):
+        ex.dataset_samples(cfg)
+
+
+def test_smoke_fallback_to_sample_says_so(monkeypatch, capsys):
+    monkeypatch.setattr("defectlib.data.find_dataset", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("none")))
+    samples = ex.dataset_samples(ex.resolve_config({"name": "x"}, "smoke"))
+    assert len(samples) == 18 and "using the committed sample" in capsys.readouterr().err
+
+
+def test_sampler_takes_every_defect_and_fresh_free_images():
+    sampler = DefectBalancedSampler([True, True, False, False, False, False], free_per_epoch=2, seed=0)
+    epochs = []
+    for e in range(1, 4):
+        sampler.set_epoch(e)
+        chosen = list(sampler)
+        assert len(chosen) == len(sampler) == 4 and {0, 1} <= set(chosen)
+        epochs.append(frozenset(chosen) - {0, 1})
+    assert len(set(epochs)) > 1
+
+
+class _Oracle(torch.nn.Module):
+    """Returns logits that reproduce the mask it is given (the images here carry the class in their gray value)."""
+
+    def forward(self, x):
+        gray = ((x[:, 0] * 0.5 + 0.5) * 255).round().long()  # undo the [-1, 1] scaling
+        return torch.nn.functional.one_hot((gray // 50).clamp(0, 2), 3).permute(0, 3, 1, 2).float() * 20
+
+
+def test_evaluate_gives_exact_ious_on_a_hand_made_dataset(tmp_path):
+    """Two 8x8 images: truth and prediction known pixel by pixel, so the IoUs are known exactly."""
+    samples = []
+    for k, (pred_cls, true_rows) in enumerate([(1, 4), (2, 2)]):
+        gray = np.zeros((8, 8), np.uint8)
+        gray[:4] = 50 * pred_cls        # the model predicts class pred_cls on the top 4 rows
+        mask = np.zeros((8, 8), np.uint8)
+        mask[:true_rows] = 1            # the truth marks the top true_rows rows as class 1
+        Image.fromarray(gray).save(tmp_path / f"{k}.png")
+        Image.fromarray(mask).save(tmp_path / f"{k}_m.png")
+        samples.append(Sample(tmp_path / f"{k}.png", tmp_path / f"{k}_m.png", "image", 1, key=str(k)))
+    ds = SegmentationDataset(samples, 8, num_classes=3, keep_native=True)
+    m = evaluate(_Oracle(), ds, ("background", "A", "B"), channels_last=False)
+    # image 0: top 32 px predicted A, truly A -> TP_A 32.  image 1: top 32 predicted B; truth A on 16 of them.
+    # A: TP 32, FN 16 -> IoU 32/48.  B: FP 32 -> IoU 0.  background: TP 64, FP 0, FN 16 -> IoU 64/80
+    assert m["confusion_matrix"] == [[64, 0, 16], [0, 32, 16], [0, 0, 0]]
+    assert m["iou"]["A"] == pytest.approx(32 / 48)
+    assert m["iou"]["B"] == 0.0
+    assert m["iou"]["background"] == pytest.approx(64 / 80)
+    assert m["defect_miou"] == pytest.approx((32 / 48 + 0) / 2)
+    assert m["binary_defect_iou"] == pytest.approx(48 / 64)
+
+
+def test_evaluating_zero_images_is_an_error():
+    ds = SegmentationDataset([], 8, num_classes=2, keep_native=True)
+    with pytest.raises(ValueError, match="no images to evaluate"):
+        evaluate(_Oracle(), ds, ("background", "defect"))

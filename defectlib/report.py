@@ -1,0 +1,155 @@
+"""Tables and comparisons the chapters share, computed from run records.
+
+Introduced in chapter 03 (baseline); every later chapter uses the same helpers,
+so no chapter copies a cell of another.
+
+All helpers take records as :func:`defectlib.experiments.get_run` returns
+them.  Metrics in tables are shown in percent with one decimal; per-fold
+values stand beside mean and standard deviation (``ddof=1``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .metrics import bootstrap_interval, per_image_confusions
+
+#: Human labels of the metric keys.
+LABELS = {
+    "miou": "mIoU (6 classes)",
+    "defect_miou": "defect mIoU (5 classes)",
+    "mdice": "mean Dice",
+    "binary_defect_iou": "binary defect IoU",
+    "pixel_accuracy": "pixel accuracy",
+    "image_auroc": "image AUROC",
+    "image_accuracy": "image accuracy",
+}
+SUMMARY_KEYS = ("miou", "defect_miou", "binary_defect_iou", "pixel_accuracy", "image_auroc", "image_accuracy")
+
+
+def pct(value: float) -> str:
+    """A share as percent with one decimal (``-`` for NaN)."""
+    return "-" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation, ignoring NaN (std NaN for fewer than two values)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
+
+def _metric(record: dict, split: str, key: str) -> float:
+    m = record[split]
+    if key.startswith("IoU "):
+        return m["iou"][key[4:]]
+    if key.startswith("Dice "):
+        return m["dice"][key[5:]]
+    return m[key]
+
+
+def fold_table(records: Sequence[dict], split: str, keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """Metrics (rows) per fold, with mean ± std, in percent; ready to display.
+
+    ``keys`` are metric keys (see :data:`LABELS`) or ``"IoU <class>"`` / ``"Dice <class>"``;
+    by default the summary metrics and the per-class IoU.
+    """
+    classes = records[0]["config"]["data"]["classes"]
+    keys = list(keys or [*SUMMARY_KEYS, *(f"IoU {c}" for c in classes)])
+    rows = []
+    for key in keys:
+        values = [_metric(r, split, key) for r in records]
+        mean, std = mean_std(values)
+        row = {"metric": LABELS.get(key, key)}
+        row.update({f"fold {r['fold']}": pct(v) for r, v in zip(records, values)})
+        row["mean ± std"] = f"{pct(mean)} ± {pct(std)}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def cost_table(records: Sequence[dict]) -> pd.DataFrame:
+    """Per run: precision, epochs, best epoch, wall time and where it went."""
+    rows = []
+    for r in records:
+        epochs = max(r["epochs_run"], 1)
+        rows.append({
+            "fold": r["fold"], "precision": r["precision"],
+            "threads": r["environment"]["threads"],
+            "epochs": r["epochs_run"], "best epoch": r["best_epoch"],
+            "wall time (min)": f"{r['wall_seconds'] / 60:.1f}",
+            "training images/s": f"{r['train_images_per_second']:.1f}",
+            "training s/epoch": f"{r['train_seconds'] / epochs:.1f}",
+            "validation s/epoch": f"{r['val_seconds'] / epochs:.1f}",
+            "data decoding (s)": f"{r['data_seconds']:.0f}",
+        })
+    return pd.DataFrame(rows).set_index("fold")
+
+
+def convergence_table(records: Sequence[dict], window: int = 5) -> pd.DataFrame:
+    """Has validation mIoU flattened?  Best epoch and the change over the last ``window`` epochs."""
+    rows = []
+    for r in records:
+        curve = [e["val_miou"] for e in r["history"]]
+        last = curve[-window:]
+        rows.append({
+            "fold": r["fold"], "epochs": len(curve), "best epoch": r["best_epoch"],
+            "best val mIoU": pct(max(curve)),
+            f"mean of last {window}": pct(float(np.mean(last))),
+            f"change over last {window} epochs (points)": f"{100 * (curve[-1] - curve[-len(last)]):+.1f}",
+            f"range of last {window} (points)": f"{100 * (max(last) - min(last)):.1f}",
+        })
+    return pd.DataFrame(rows).set_index("fold")
+
+
+def paired_differences(records_a: Sequence[dict], records_b: Sequence[dict], split: str = "test",
+                       keys: Sequence[str] = ("miou", "defect_miou")) -> pd.DataFrame:
+    """``b - a`` per fold (matched by fold), with mean ± std, in points of percent."""
+    by_fold = {r["fold"]: r for r in records_a}
+    rows = []
+    for key in keys:
+        diffs = {r["fold"]: _metric(r, split, key) - _metric(by_fold[r["fold"]], split, key)
+                 for r in records_b if r["fold"] in by_fold}
+        mean, std = mean_std(list(diffs.values()))
+        row = {"metric": LABELS.get(key, key)}
+        row.update({f"fold {f}": f"{100 * d:+.1f}" for f, d in sorted(diffs.items())})
+        row["mean ± std"] = f"{100 * mean:+.1f} ± {pct(std)}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def region_groups(record: dict, split: str) -> list:
+    """The region group of every image in a record's per-image table (from its split file)."""
+    from .splits import load_split
+    from .data import project_root
+    from pathlib import Path
+
+    path = Path(record["split_file"])
+    groups = load_split(path if path.is_absolute() else project_root() / path)["groups"]
+    return [groups.get(n, n) for n in record["per_image"][split]["names"]]
+
+
+def group_bootstrap(record: dict, split: str = "test", keys: Sequence[str] = ("miou", "defect_miou"),
+                    n_boot: int = 1000, seed: int = 0, by: str = "region") -> dict[str, tuple[float, float]]:
+    """95 % bootstrap interval of a run's split metrics, resampling region groups (``by="region"``)
+    or single images (``by="image"``)."""
+    cms = per_image_confusions(record["per_image"][split])
+    groups = region_groups(record, split) if by == "region" else None
+    return bootstrap_interval(cms, record["config"]["data"]["classes"], groups, tuple(keys), n_boot, seed=seed)
+
+
+def interval_table(records: Sequence[dict], split: str = "test", keys: Sequence[str] = ("miou", "defect_miou"),
+                   n_boot: int = 1000) -> pd.DataFrame:
+    """Per fold: the point value and its 95 % intervals from a region-group and an image bootstrap."""
+    rows = []
+    for r in records:
+        region = group_bootstrap(r, split, keys, n_boot, by="region")
+        image = group_bootstrap(r, split, keys, n_boot, by="image")
+        for key in keys:
+            rows.append({"fold": r["fold"], "metric": LABELS.get(key, key), "value": pct(_metric(r, split, key)),
+                         "95 % interval, region bootstrap": f"[{pct(region[key][0])}, {pct(region[key][1])}]",
+                         "95 % interval, image bootstrap": f"[{pct(image[key][0])}, {pct(image[key][1])}]"})
+    return pd.DataFrame(rows).set_index(["fold", "metric"])

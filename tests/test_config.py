@@ -1,0 +1,76 @@
+import dataclasses
+
+import pytest
+
+from defectlib import config as schema
+from defectlib import experiments as ex
+from defectlib.config import ConfigError
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_resolved_config_holds_every_default():
+    cfg = ex.resolve_config({"name": "x"}, "full")
+    assert cfg["train"]["epochs"] == schema.TrainConfig().epochs
+    assert cfg["data"]["classes"][0] == "background" and len(cfg["data"]["classes"]) == 6
+    assert cfg["profile"] == "full"
+
+
+def test_hash_changes_when_a_default_changes(monkeypatch):
+    before = ex.config_hash(ex.resolve_config({"name": "x"}, "full"))
+    fields = {f.name: f for f in dataclasses.fields(schema.OptimizerConfig)}
+    monkeypatch.setattr(fields["weight_decay"], "default", 0.05)
+    monkeypatch.setattr(schema.OptimizerConfig.__init__, "__defaults__",
+                        tuple(0.05 if d == 0.0001 else d for d in schema.OptimizerConfig.__init__.__defaults__))
+    after = ex.resolve_config({"name": "x"}, "full")
+    assert after["optimizer"]["weight_decay"] == 0.05
+    assert ex.config_hash(after) != before
+
+
+def test_unknown_key_names_file_path_and_close_match(tmp_path):
+    path = _write(tmp_path, "name: x\ntrain:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml: train.epoch: unknown key \(did you mean train.epochs\?\)"):
+        ex.load_config(path)
+    path = _write(tmp_path, "name: x\ntrain:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml: train.learning_rate: unknown key \(known: epochs"):
+        ex.load_config(path)
+    path = _write(tmp_path, "name: x\ntrian:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"trian: unknown key \(did you mean train\?\)"):
+        ex.load_config(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\noptimizer:\n  lr: fast\n", r"optimizer.lr: expected float, got 'fast'"),
+    ("name: x\ntrain:\n  batch_size: \"8\"\n", r"train.batch_size: expected int, got '8'"),
+    ("name: x\ntrain:\n  epochs: 0\n", r"train.epochs: 0 out of range"),
+    ("name: x\noptimizer:\n  lr: 0\n", r"optimizer.lr: 0.0 out of range \(must be > 0"),
+    ("name: x\ndata:\n  augment: rotate\n", r"data.augment: 'rotate' is not one of"),
+    ("name: x\nloss:\n  name: dise\n", r"loss: unknown loss 'dise'"),
+    ("name: x\nloss:\n  name: focal\n  params: {focal: {gama: 2}}\n", r"unknown parameter\(s\) \['gama'\]"),
+    ("train:\n  epochs: 3\n", r"name: required key missing"),
+])
+def test_wrong_types_and_values_are_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        ex.load_config(_write(tmp_path, text))
+    assert "cfg.yaml" in str(info.value)
+
+
+def test_malformed_yaml_gives_file_and_line(tmp_path):
+    path = _write(tmp_path, "name: x\ntrain:\n  epochs: [3\n  batch_size: 8\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:\d+: malformed YAML"):
+        ex.load_config(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        ex.load_config(tmp_path / "nope.yaml")
+
+
+def test_smoke_profile_overrides():
+    cfg = ex.load_config("configs/baseline.yaml", profile="smoke")
+    assert cfg["data"]["image_size"] == 64 and cfg["train"]["epochs"] == 2
+    assert ex.config_hash(cfg) != ex.config_hash(ex.load_config("configs/baseline.yaml", profile="full"))
