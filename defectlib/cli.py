@@ -57,16 +57,26 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .experiments import get_run, load_config
+    from .config import read_yaml
+    from .experiments import get_run, load_config, load_family, resolve_config
 
-    cfg = load_config(args.config, overrides=_data_overrides(args))
+    overrides = _data_overrides(args)
+    if "arms" in read_yaml(args.config):   # an experiment family: every arm (or --arm), fold by fold
+        arms = load_family(args.config)
+        unknown = set(args.arm or []) - set(arms)
+        if unknown:
+            raise ValueError(f"{args.config}: no arm(s) {sorted(unknown)}; arms: {', '.join(arms)}")
+        configs = [resolve_config(c, c["profile"], overrides) for a, c in arms.items() if not args.arm or a in args.arm]
+    else:
+        configs = [load_config(args.config, overrides=overrides)]
     for fold in args.fold:
-        record = get_run(cfg, fold, args.seed, retrain=args.retrain)
-        print(f"run {record['run_id']}: best epoch {record['best_epoch']}, "
-              f"val mIoU {record['val']['miou']:.4f}, defect mIoU {record['val']['defect_miou']:.4f}")
-        if record.get("test"):
-            print(f"test mIoU {record['test']['miou']:.4f}, defect mIoU {record['test']['defect_miou']:.4f}")
-        print(f"checkpoint: {record['checkpoint']['path']}")
+        for cfg in configs:
+            record = get_run(cfg, fold, args.seed, retrain=args.retrain)
+            print(f"run {record['run_id']}: best epoch {record['best_epoch']}, "
+                  f"val mIoU {record['val']['miou']:.4f}, defect mIoU {record['val']['defect_miou']:.4f}")
+            if record.get("test"):
+                print(f"test mIoU {record['test']['miou']:.4f}, defect mIoU {record['test']['defect_miou']:.4f}")
+            print(f"checkpoint: {record['checkpoint']['path']}", flush=True)
     return EXIT_OK
 
 
@@ -157,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "A stored record with the same resolved-config hash, fold and seed is reused "
                                    "unless --retrain is given. A folder without splits.json gets a seeded 5-fold "
                                    "partition written under results/splits/.")
-    p.add_argument("--config", required=True, help="YAML config, e.g. configs/baseline.yaml")
+    p.add_argument("--config", required=True, help="YAML config (configs/baseline.yaml) or experiment family "
+                   "(configs/loss_ablation.yaml: every arm, fold by fold)")
+    p.add_argument("--arm", nargs="+", help="with a family: only these arms")
     p.add_argument("--fold", type=int, nargs="+", default=[0], help="test fold(s) k; validation is k+1 mod 5 (default 0)")
     p.add_argument("--seed", type=int, help="run seed (default: the fold)")
     p.add_argument("--retrain", action="store_true", help="train even if a record exists")

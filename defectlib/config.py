@@ -59,7 +59,11 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """The loss (see :mod:`defectlib.losses`); ``params`` go to its constructor."""
+    """The loss (see :mod:`defectlib.losses`); ``params`` go to its parts' constructors.
+
+    With ``class_weights``, every part that takes class weights gets them,
+    unless its params say ``class_weights: null``.
+    """
 
     name: str = "ce"
     class_weights: bool = False

@@ -33,6 +33,7 @@ from typing import Any
 
 from .config import ConfigError, parse_config, read_yaml, set_dotted
 from .data import DatasetError, project_root, sha256_file
+from .splits import write_json_atomic as write_json
 
 ENV_PROFILE = "DEFECTLIB_PROFILE"
 ENV_RESULTS = "DEFECTLIB_RESULTS_DIR"
@@ -120,6 +121,47 @@ def load_config(path: str | Path, profile: str | None = None, overrides: dict[st
     return resolve_config(read_yaml(path), profile, overrides, where=str(path))
 
 
+def load_family(path: str | Path, profile: str | None = None) -> dict[str, dict]:
+    """The arms of an experiment family: ``{arm: resolved config}``.
+
+    A family YAML names a ``base`` config and its ``arms``.  An arm is either
+    the path of another config, used as it is (so that its stored runs are
+    reused; e.g. the baseline as the reference arm), or a mapping of
+    dotted-key overrides of the base, whose config is named
+    ``<family>-<arm>``::
+
+        family: loss
+        base: configs/baseline.yaml
+        arms:
+          ce: configs/baseline.yaml
+          dice: {loss.name: dice}
+
+    Raises:
+        ConfigError: a malformed family file or arm (naming the file and the arm).
+    """
+    path = Path(path)
+    if not path.is_file() and not path.is_absolute() and (project_root() / path).is_file():
+        path = project_root() / path
+    raw = read_yaml(path)
+    unknown = set(raw) - {"family", "description", "base", "arms"}
+    if unknown or not isinstance(raw.get("arms"), dict) or not isinstance(raw.get("base"), str):
+        raise ConfigError(f"{path}: a family needs 'family', 'base' (a config path) and 'arms' (a mapping)"
+                          + (f"; unknown key(s) {sorted(unknown)}" if unknown else ""))
+    base = read_yaml(project_root() / raw["base"] if not Path(raw["base"]).is_absolute() else raw["base"])
+    arms = {}
+    for arm, spec in raw["arms"].items():
+        where = f"{path}: arms.{arm}"
+        if isinstance(spec, str):
+            arms[arm] = load_config(spec, profile)
+        elif isinstance(spec, dict):
+            arm_raw = copy.deepcopy(base)
+            arm_raw["name"] = f"{raw.get('family', path.stem)}-{arm}"
+            arms[arm] = resolve_config(arm_raw, profile, spec, where=where)
+        else:
+            raise ConfigError(f"{where}: expected a config path or a mapping of overrides, got {spec!r}")
+    return arms
+
+
 def config_hash(cfg: dict) -> str:
     """Short SHA-256 of the *resolved* config's canonical JSON (every default included)."""
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
@@ -176,14 +218,6 @@ def environment() -> dict:
     }
 
 
-def write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True) + "\n")
-    tmp.replace(path)
-
-
 # ----------------------------------------------------------------------------
 # Data of a run
 # ----------------------------------------------------------------------------
@@ -223,7 +257,7 @@ def split_data(cfg: dict, samples: list, root: Path | None = None) -> tuple[dict
     dataset uses its ``splits.json`` when present; otherwise a seeded,
     image-level 5-fold partition is written under ``<results>/splits/``.
     """
-    from .splits import load_split, make_random_folds, split_path, write_json_atomic
+    from .splits import load_split, make_random_folds, split_path
 
     if cfg["data"]["dataset"] == "magnetic_tile":
         path = split_path(cfg["data"]["split"])
@@ -235,7 +269,7 @@ def split_data(cfg: dict, samples: list, root: Path | None = None) -> tuple[dict
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
     path = Path(root or results_dir(cfg.get("profile"))) / "splits" / f"{Path(cfg['data']['root']).name}-{digest}.json"
     if not path.is_file():
-        write_json_atomic(path, {"dataset": str(cfg["data"]["root"]),
+        write_json(path, {"dataset": str(cfg["data"]["root"]),
                                  "method": "random image-level 5-fold partition (no split file in the folder)",
                                  "parameters": {"n_folds": 5, "seed": 0},
                                  "folds": make_random_folds(samples), "groups": {n: n for n in names}})

@@ -113,7 +113,8 @@ def build_loss(name: str, class_weights: torch.Tensor | None = None,
     Args:
         name: e.g. ``ce``, ``dice``, ``ce+dice``, ``focal+dice``.
         class_weights: ``(C,)`` weights, given to every part that takes them
-            (all but ``lovasz``); an error if no part does.
+            (all but ``lovasz``) unless its params set ``class_weights: None``;
+            an error if no part gets them.
         params: keyword arguments per part, e.g. ``{"focal": {"gamma": 2.0}}``.
 
     Raises:
@@ -124,9 +125,13 @@ def build_loss(name: str, class_weights: torch.Tensor | None = None,
     params = dict(params or {})
     problems = [f"unknown loss {p!r}; choose from {sorted(LOSSES)}" for p in parts if p not in LOSSES]
     problems += [f"loss.params.{p}: not a part of loss {name!r}" for p in params if p not in parts]
+    problems += [f"loss.params.{p}.class_weights: only null (no weights for this part) may be given here"
+                 for p, kw in params.items() if (kw or {}).get("class_weights", None) is not None]
+    weighted = [p for p in parts if p in LOSSES and "class_weights" in _accepted(p)
+                and "class_weights" not in (params.get(p) or {})]
     if problems:
         raise ValueError("; ".join(problems))
-    if class_weights is not None and not any("class_weights" in _accepted(p) for p in parts):
+    if class_weights is not None and not weighted:
         raise ValueError(f"loss {name!r} takes no class weights")
     modules = {}
     for p in parts:
@@ -135,7 +140,7 @@ def build_loss(name: str, class_weights: torch.Tensor | None = None,
         if unknown:
             raise ValueError(f"loss.params.{p}: unknown parameter(s) {sorted(unknown)}; "
                              f"{p} takes {sorted(_accepted(p) - {'class_weights'})}")
-        if "class_weights" in _accepted(p):
+        if p in weighted:
             kwargs["class_weights"] = class_weights
         modules[p] = LOSSES[p](**kwargs)
     return modules[parts[0]] if len(parts) == 1 else SumOfLosses(modules)

@@ -207,7 +207,7 @@ def make_random_folds(samples: Sequence, n_folds: int = N_FOLDS, seed: int = 0) 
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON through a temporary file and a rename."""
+    """Write JSON through a temporary file and a rename (a kill never leaves half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")

@@ -97,3 +97,12 @@ def test_ohem_keeps_only_hard_pixels():
     assert loss.item() == pytest.approx(math.log(1 + math.exp(2.0)), rel=1e-5)
     kept_all = OhemCrossEntropy(thresh=0.7, min_kept=4)(logits, target)
     assert kept_all.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, target).item(), rel=1e-5)
+
+
+def test_class_weights_can_be_withheld_from_a_part():
+    weights = torch.tensor([0.1, 1.0, 5.0])
+    loss = build_loss("ce+dice", weights, {"dice": {"class_weights": None}})
+    assert loss.parts["dice"].class_weights is None
+    assert torch.equal(loss.parts["ce"].weight, weights)
+    with pytest.raises(ValueError, match="only null"):
+        build_loss("ce+dice", weights, {"dice": {"class_weights": [1, 2, 3]}})

@@ -43,7 +43,7 @@ def test_architectures_build_offline(monkeypatch, architecture):
 
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    model = build_model(architecture, pretrained=True).eval()
+    model = build_model(architecture, num_classes=6, pretrained=True).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 64, 64))
     assert out.shape == (1, 6, 64, 64)
