@@ -153,3 +153,35 @@ def interval_table(records: Sequence[dict], split: str = "test", keys: Sequence[
                          "95 % interval, region bootstrap": f"[{pct(region[key][0])}, {pct(region[key][1])}]",
                          "95 % interval, image bootstrap": f"[{pct(image[key][0])}, {pct(image[key][1])}]"})
     return pd.DataFrame(rows).set_index(["fold", "metric"])
+
+
+def false_alarms(record: dict, split: str = "test", min_pixels: int = 64) -> dict[str, float]:
+    """False alarms on the defect-free images of a run's split, from its per-image counts.
+
+    Returns:
+        ``image_rate``: share of defect-free images with at least ``min_pixels``
+        predicted defect pixels (at native resolution); ``pixel_rate``: share of
+        their pixels predicted as a defect; ``images``: how many there were.
+    """
+    cms = per_image_confusions(record["per_image"][split])
+    free = cms[:, 1:, :].sum(axis=(1, 2)) == 0          # no true defect pixel
+    predicted_defect = cms[:, :, 1:].sum(axis=(1, 2))
+    if not free.any():
+        return {"image_rate": float("nan"), "pixel_rate": float("nan"), "images": 0}
+    return {"image_rate": float((predicted_defect[free] >= min_pixels).mean()),
+            "pixel_rate": float(predicted_defect[free].sum() / cms[free].sum()),
+            "images": int(free.sum())}
+
+
+def select_arm(arms: dict[str, Sequence[dict]], tolerance: float = 0.005) -> str:
+    """The selection rule of the ablation chapters, on validation only.
+
+    The arm with the highest mean validation mIoU (6 classes) over its runs
+    wins; arms within ``tolerance`` (0.5 points) of it are decided by the
+    higher mean validation defect mIoU.
+    """
+    means = {a: (mean_std([r["val"]["miou"] for r in rs])[0], mean_std([r["val"]["defect_miou"] for r in rs])[0])
+             for a, rs in arms.items()}
+    best = max(m for m, _ in means.values())
+    close = [a for a, (m, _) in means.items() if m >= best - tolerance]
+    return max(close, key=lambda a: means[a][1])
