@@ -23,6 +23,7 @@ fold *(k + 1) mod 5* and trains on the other three (:func:`fold_split`).
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -206,11 +207,20 @@ def make_random_folds(samples: Sequence, n_folds: int = N_FOLDS, seed: int = 0) 
     return {str(f): sorted(names[test].tolist()) for f, (_, test) in enumerate(kfold.split(names, cats))}
 
 
+_NUMBER_LIST = re.compile(r"\[\s+((?:-?[\d.eE+-]+|NaN|Infinity|-Infinity)(?:,\s+(?:-?[\d.eE+-]+|NaN|Infinity|-Infinity))*)\s+\]")
+
+
 def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON through a temporary file and a rename (a kill never leaves half a file)."""
+    """Write JSON through a temporary file and a rename (a kill never leaves half a file).
+
+    Indented for reading, with lists of numbers kept on one line (per-image
+    confusion matrices would otherwise take a line per number).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+                            json.dumps(payload, indent=1))
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    tmp.write_text(text + "\n")
     tmp.replace(path)
 
 
