@@ -1,0 +1,50 @@
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import site_check  # noqa: E402
+
+PAGE = """<html><body><article>
+<h1 id="top">Chapter</h1>
+<figure><img src="ok.png" alt="fine"><figcaption>A captioned figure.</figcaption></figure>
+{extra}
+</article></body></html>"""
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+def _site(tmp_path, extra=""):
+    page = tmp_path / "notebooks" / "ch.html"
+    page.parent.mkdir(parents=True)
+    (page.parent / "ok.png").write_bytes(PNG)
+    page.write_text(PAGE.format(extra=extra))
+    return tmp_path
+
+
+def test_a_clean_page_passes(tmp_path):
+    assert site_check.static_problems(_site(tmp_path, '<a href="ch.html#top">up</a>')) == []
+
+
+@pytest.mark.parametrize("extra, problem", [
+    ('<figure><img src="missing.png"><figcaption>x</figcaption></figure>', "broken image 'missing.png'"),
+    ('<img src="ok.png">', "image ok.png is not in a captioned figure"),
+    ('<a href="other.html">x</a>', "broken link 'other.html'"),
+    ('<a href="ch.html#nowhere">x</a>', "names a missing anchor"),
+    ("<pre>&lt;Figure size 640x480 with 1 Axes&gt;</pre>", "raw output '<Figure size'"),
+    ('<div class="output stderr">warning</div>', "stderr, error or traceback block"),
+])
+def test_static_checks_find_each_problem(tmp_path, extra, problem):
+    problems = site_check.static_problems(_site(tmp_path, extra))
+    assert any(problem in p for p in problems), problems
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")), reason="no Chromium here")
+def test_browser_check_fails_on_a_broken_image(tmp_path):
+    root = _site(tmp_path, '<figure><img src="missing.png"><figcaption>x</figcaption></figure>')
+    problems = site_check.browser_problems(root, tmp_path / "shots", widths=(390,))
+    assert any("image failed to load" in p and "missing.png" in p for p in problems), problems
+    assert (tmp_path / "shots" / "notebooks__ch-390.png").is_file()
+    assert site_check.browser_problems(_site(tmp_path / "clean"), None, widths=(1400,)) == []
