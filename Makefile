@@ -6,7 +6,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 FOLDS ?= 0 1 2
 
-.PHONY: venv data book test unit notebooks book-build reproduce clean
+.PHONY: venv data book test unit notebooks book-build site-check reproduce clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -27,13 +27,16 @@ book: venv book-build  ## build the website into _build/html
 book-build:
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 
+site-check:  ## every page parsed and opened in headless Chromium (needs chromium, chromium-driver)
+	$(PY) tests/site_check.py _build/html --screenshots _build/screenshots
+
 unit: venv
 	$(PY) -m pytest -q tests
 
 notebooks: venv  ## execute every notebook in the smoke profile (outputs are not written back)
 	DEFECTLIB_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider notebooks
 
-test: unit notebooks book-build  ## everything CI runs
+test: unit notebooks book-build site-check  ## everything CI runs
 
 reproduce: venv  ## full profile: every run of the report (seed = fold), then re-execute the notebooks in place
 	for cfg in configs/*.yaml; do $(PY) -m defectlib train --config $$cfg --fold $(FOLDS) || exit 1; done

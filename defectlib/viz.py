@@ -10,7 +10,7 @@ import numpy as np
 
 from .classes import CLASSES
 
-#: RGB colour per pixel class (background unused).
+#: RGB colour per pixel class (background unused); the report's one palette.
 CLASS_COLORS: dict[str, tuple[int, int, int]] = {
     "background": (0, 0, 0),
     "Blowhole": (230, 25, 75),
@@ -26,16 +26,52 @@ FALLBACK_COLORS: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230))
 
 
+#: Colour of the defect-free category in plots.
+FREE_COLOR: tuple[int, int, int] = (150, 150, 150)
+
+
+def setup() -> None:
+    """Matplotlib settings of the report: 150-dpi figures, text of at least 10 pt, light grid."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({"figure.dpi": 150, "savefig.dpi": 150, "font.size": 11, "axes.titlesize": 11,
+                         "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10,
+                         "axes.grid": True, "grid.alpha": 0.3})
+
+
+def palette(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """Matplotlib colours (0-1 RGB) for class or category names, from the report's palette."""
+    colors = {**CLASS_COLORS, "Free": FREE_COLOR}
+    return {n: tuple(c / 255 for c in colors.get(n, FALLBACK_COLORS[k % len(FALLBACK_COLORS)]))
+            for k, n in enumerate(names)}
+
+
+def glue_figure(name: str, fig) -> None:
+    """Hand a figure to the book as a numbered, captioned figure (myst-nb ``glue``), and close it.
+
+    The notebook's next markdown cell places it with ``{glue:figure} name``
+    and its caption.
+    """
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)
+
+
 def class_colors(classes: Sequence[str] = CLASSES) -> list[tuple[int, int, int]]:
     """RGB colour per class: the report's palette for Magnetic Tile's names, else :data:`FALLBACK_COLORS`."""
     return [CLASS_COLORS.get(name, FALLBACK_COLORS[(k - 1) % len(FALLBACK_COLORS)]) if k else (0, 0, 0)
             for k, name in enumerate(classes)]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, classes: Sequence[str] = CLASSES) -> np.ndarray:
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, classes: Sequence[str] = CLASSES,
+            outline: int = 0) -> np.ndarray:
     """Colour the defect pixels of a class-index mask over a grayscale image.
 
     Works in place on one ``uint8`` copy, so large images cost little memory.
+    ``outline > 0`` also draws each region's contour that many pixels wide, so
+    that small defects stay visible when the image is shown small.
 
     Shape:
         - ``image``: ``(H, W)`` uint8; ``mask``: ``(H, W)`` class indices.
@@ -49,6 +85,11 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, classes: Se
         if sel.any():
             blended = (1 - alpha) * rgb[sel].astype(np.float32) + alpha * np.asarray(color, np.float32)
             rgb[sel] = blended.clip(0, 255).astype(np.uint8)
+            if outline:
+                import cv2
+
+                contours, _ = cv2.findContours(sel.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                cv2.drawContours(rgb, contours, -1, tuple(int(c) for c in color), outline)
     return rgb
 
 
@@ -60,10 +101,9 @@ def plot_history(records: Sequence[dict], keys: Sequence[str] = ("train_loss", "
     for key, a in zip(keys, np.atleast_1d(axes)):
         for r in records:
             h = r["history"]
-            a.plot([e["epoch"] for e in h], [e[key] for e in h], marker=".", label=f"fold {r.get('fold', '-')}")
+            a.plot([e["epoch"] for e in h], [e[key] for e in h], marker=".", label=f"run {r.get('fold', '-')}")
         a.set_xlabel("epoch")
-        a.set_title(key.replace("_", " "))
-        a.grid(alpha=0.3)
+        a.set_ylabel(key.replace("_", " ").replace("val ", "validation ").replace("miou", "mIoU"))
     np.atleast_1d(axes)[-1].legend()
     return axes
 
@@ -77,7 +117,14 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str] = CLASSES, ax=None
     shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
     ax = ax or plt.subplots(figsize=(5.5, 4.5))[1]
     sns.heatmap(shown, annot=True, fmt=".2f" if normalize else ".0f", cmap="Blues", cbar=False,
-                xticklabels=class_names, yticklabels=class_names, ax=ax)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+                xticklabels=class_names, yticklabels=class_names, ax=ax, annot_kws={"size": 10})
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
     return ax
+
+
+class Plain(str):
+    """A string that shows without quotes when glued into the book's text."""
+
+    def __repr__(self) -> str:
+        return str(self)
