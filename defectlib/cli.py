@@ -135,9 +135,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", metavar="DIR", help="your own dataset folder: images/ + masks/ with matching stems "
-                   "(or the Magnetic Tile layout), optionally described by DIR/dataset.yaml")
+def _add_data_options(p: argparse.ArgumentParser, folder_option: bool = True) -> None:
+    if folder_option:
+        p.add_argument("--data", metavar="DIR", help="your own dataset folder: images/ + masks/ with matching stems "
+                       "(or the Magnetic Tile layout), optionally described by DIR/dataset.yaml")
     p.add_argument("--classes", nargs="+", metavar="NAME", help="class names, background first (default: "
                    "dataset.yaml, else 'background defect')")
     p.add_argument("--mask-format", choices=("binary", "index"), help="binary (0/255, 0/1 or 1-bit) or index "
@@ -157,8 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from a local archive. With --path DIR: validate a dataset folder (layout, pairs, "
                                    "mask values) and report every problem at once.")
     p.add_argument("--path", help="dataset folder or zip archive")
-    p.add_argument("--classes", nargs="+", metavar="NAME", help="class names of a folder dataset, background first")
-    p.add_argument("--mask-format", choices=("binary", "index"), help="mask format of a folder dataset")
+    _add_data_options(p, folder_option=False)
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("train", help="train runs (config + fold + seed), or return their stored records", epilog=EPILOG,

@@ -10,11 +10,14 @@ values stand beside mean and standard deviation (``ddof=1``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .data import project_root
 from .metrics import bootstrap_interval, per_image_confusions
+from .splits import load_split
 
 #: Human labels of the metric keys.
 LABELS = {
@@ -123,10 +126,6 @@ def paired_differences(records_a: Sequence[dict], records_b: Sequence[dict], spl
 
 def region_groups(record: dict, split: str) -> list:
     """The region group of every image in a record's per-image table (from its split file)."""
-    from .splits import load_split
-    from .data import project_root
-    from pathlib import Path
-
     path = Path(record["split_file"])
     groups = load_split(path if path.is_absolute() else project_root() / path)["groups"]
     return [groups.get(n, n) for n in record["per_image"][split]["names"]]

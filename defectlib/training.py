@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +156,6 @@ class FitResult:
     train_seconds: float
     train_images: int
     epochs_run: int
-    extra: dict = field(default_factory=dict)
 
 
 def _save(payload: dict, path: Path) -> None:
