@@ -97,7 +97,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .models import load_checkpoint, prepare, resolve_precision
     from .training import evaluate
 
-    model, saved_cfg = load_checkpoint(args.checkpoint)
+    meta: dict = {}
+    model, saved_cfg = load_checkpoint(args.checkpoint, meta)
     overrides = _data_overrides(args)
     if overrides.get("data.classes") and overrides["data.classes"] != saved_cfg["data"]["classes"]:
         raise ValueError(f"{args.data}: classes {overrides['data.classes']} differ from the checkpoint's "
@@ -108,7 +109,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if split == "all":
         chosen = samples
     else:
-        fold = args.fold if args.fold is not None else 0
+        fold = args.fold if args.fold is not None else meta.get("fold", 0)   # the fold the checkpoint was trained for
         chosen = fold_samples(cfg, fold, samples)[split]
     if not chosen:
         raise ValueError(f"{cfg['data']['root'] or 'Magnetic Tile'}: no images to evaluate in split {split!r}")
@@ -118,7 +119,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{len(ds)} images ({split})")
     print(format_metrics(metrics))
     out = Path(args.out or Path(args.checkpoint).with_suffix(f".{split}.json"))
-    write_json(out, {"checkpoint": str(args.checkpoint), "split": split, "fold": args.fold, "images": len(ds),
+    write_json(out, {"checkpoint": str(args.checkpoint), "split": split,
+                     "fold": None if split == "all" else fold, "images": len(ds),
                      "metrics": metrics})
     print(f"wrote {out}")
     return EXIT_OK
@@ -182,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint written by train")
     p.add_argument("--split", choices=("train", "val", "test", "all"),
                    help="part of fold --fold, or all images (default: val, or all with --data)")
-    p.add_argument("--fold", type=int, help="fold k of the partition (default 0)")
+    p.add_argument("--fold", type=int, help="fold k of the partition (default: the checkpoint's own fold)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     p.add_argument("--out", help="JSON output (default: next to the checkpoint)")
     _add_data_options(p)

@@ -162,8 +162,11 @@ def save_checkpoint(path: Path, model: nn.Module, cfg: dict, **extra) -> None:
     tmp.replace(path)
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+def load_checkpoint(path: str | Path, meta: dict | None = None) -> tuple[nn.Module, dict]:
     """Model (eval mode) and resolved config from a checkpoint written by defectlib.
+
+    Pass a dict as ``meta`` to receive the checkpoint's other entries (``fold``,
+    ``seed``, ``epoch``).
 
     Raises:
         CheckpointError: ``not a defectlib checkpoint: PATH (reason)`` for a
@@ -188,6 +191,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     if not isinstance(saved, dict) or "model" not in saved or "config" not in saved:
         raise fail("no model state and config inside")
     cfg = saved["config"]
+    if meta is not None:
+        meta.update({k: v for k, v in saved.items() if k not in ("model", "config")})
     try:
         model = model_from_config(cfg, pretrained=False)
         model.load_state_dict(saved["model"])

@@ -179,6 +179,12 @@ def test_train_subcommand_then_reuse(tmp_path, monkeypatch, capsys):
     assert main(["train", "--config", "configs/baseline.yaml", "--fold", "3"]) == 0
     assert records[0].stat().st_mtime_ns == stamp  # stored record returned, not retrained
     assert first.endswith(capsys.readouterr().out)  # same summary, without the epoch lines
+    # evaluate defaults to the checkpoint's own fold: its validation part, not fold 0's
+    record = json.loads(records[0].read_text())
+    out = tmp_path / "val.json"
+    assert main(["evaluate", "--checkpoint", str(tmp_path / record["checkpoint"]["path"]), "--out", str(out)]) == 0
+    evaluated = json.loads(out.read_text())
+    assert evaluated["fold"] == 3 and evaluated["metrics"]["miou"] == pytest.approx(record["val"]["miou"])
 
 
 def test_family_trains_each_arm_fold_by_fold(tmp_path, monkeypatch, capsys):
