@@ -109,15 +109,21 @@ def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, A
     return cfg
 
 
+def _config_path(path: str | Path) -> Path:
+    """A config path as given, or relative to the project root when it is not found as given."""
+    path = Path(path)
+    if not path.is_file() and not path.is_absolute() and (project_root() / path).is_file():
+        return project_root() / path
+    return path
+
+
 def load_config(path: str | Path, profile: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Read, validate and resolve a YAML config (relative paths also from the project root).
 
     Raises:
         ConfigError: missing file, malformed YAML (with line), or a config that does not fit the schema.
     """
-    path = Path(path)
-    if not path.is_file() and not path.is_absolute() and (project_root() / path).is_file():
-        path = project_root() / path
+    path = _config_path(path)
     return resolve_config(read_yaml(path), profile, overrides, where=str(path))
 
 
@@ -139,15 +145,13 @@ def load_family(path: str | Path, profile: str | None = None) -> dict[str, dict]
     Raises:
         ConfigError: a malformed family file or arm (naming the file and the arm).
     """
-    path = Path(path)
-    if not path.is_file() and not path.is_absolute() and (project_root() / path).is_file():
-        path = project_root() / path
+    path = _config_path(path)
     raw = read_yaml(path)
     unknown = set(raw) - {"family", "description", "base", "arms"}
     if unknown or not isinstance(raw.get("arms"), dict) or not isinstance(raw.get("base"), str):
         raise ConfigError(f"{path}: a family needs 'family', 'base' (a config path) and 'arms' (a mapping)"
                           + (f"; unknown key(s) {sorted(unknown)}" if unknown else ""))
-    base = read_yaml(project_root() / raw["base"] if not Path(raw["base"]).is_absolute() else raw["base"])
+    base = read_yaml(_config_path(raw["base"]))
     arms = {}
     for arm, spec in raw["arms"].items():
         where = f"{path}: arms.{arm}"
