@@ -148,6 +148,18 @@ def per_image_confusions(table: dict) -> np.ndarray:
     return flat.reshape(len(flat), c, c)
 
 
+def class_iou_per_image(per_image_cms: np.ndarray, c: int) -> np.ndarray:
+    """IoU of class ``c`` on each image; NaN where the image holds no true pixel of ``c``.
+
+    Shape:
+        - ``per_image_cms``: ``(N, C, C)``; output ``(N,)``.
+    """
+    cms = np.asarray(per_image_cms, dtype=np.float64)
+    tp = cms[:, c, c]
+    union = cms[:, c, :].sum(1) + cms[:, :, c].sum(1) - tp
+    return np.where(cms[:, c, :].sum(1) > 0, tp / np.maximum(union, 1), np.nan)
+
+
 def bootstrap_interval(per_image_cms: np.ndarray | list, class_names: Sequence[str],
                        groups: Sequence | None = None, keys: tuple[str, ...] = ("miou", "defect_miou"),
                        n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, tuple[float, float]]:
@@ -163,19 +175,52 @@ def bootstrap_interval(per_image_cms: np.ndarray | list, class_names: Sequence[s
     Shape:
         - ``per_image_cms``: ``(N, C, C)``; ``groups``: ``(N,)``.
     """
-    cms = np.asarray(per_image_cms)
-    if groups is None:
-        units = cms
-    else:
-        ids = {g: k for k, g in enumerate(dict.fromkeys(groups))}
-        index = np.array([ids[g] for g in groups])
-        units = np.zeros((len(ids),) + cms.shape[1:], dtype=cms.dtype)
-        np.add.at(units, index, cms)
+    units = _group_units(np.asarray(per_image_cms), groups)
     rng = np.random.default_rng(seed)
     values = {k: [] for k in keys}
     for _ in range(n_boot):
         reduced = reduce_confusion(units[rng.integers(0, len(units), len(units))].sum(0), class_names)
         for k in keys:
             values[k].append(reduced[k])
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    return {k: (float(np.nanquantile(v, lo)), float(np.nanquantile(v, hi))) for k, v in values.items()}
+
+
+def _group_units(cms: np.ndarray, groups: Sequence | None) -> np.ndarray:
+    """Per-image confusion matrices summed per group (unchanged without groups)."""
+    if groups is None:
+        return cms
+    ids = {g: k for k, g in enumerate(dict.fromkeys(groups))}
+    index = np.array([ids[g] for g in groups])
+    units = np.zeros((len(ids),) + cms.shape[1:], dtype=cms.dtype)
+    np.add.at(units, index, cms)
+    return units
+
+
+def paired_bootstrap_interval(cms_a: np.ndarray | list, cms_b: np.ndarray | list, class_names: Sequence[str],
+                              groups: Sequence | None = None, keys: tuple[str, ...] = ("miou", "defect_miou"),
+                              n_boot: int = 1000, level: float = 0.95,
+                              seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of the difference ``b - a`` of two models on the same images.
+
+    Both models are scored on one resample at a time (the same region groups,
+    or images without ``groups``), so that what the two have in common, such
+    as a hard region drawn twice, cancels in the difference.
+
+    Shape:
+        - ``cms_a``, ``cms_b``: ``(N, C, C)``, image ``i`` the same in both; ``groups``: ``(N,)``.
+    """
+    a, b = np.asarray(cms_a), np.asarray(cms_b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired bootstrap needs the same images for both models, got {a.shape} and {b.shape}")
+    units_a, units_b = _group_units(a, groups), _group_units(b, groups)
+    rng = np.random.default_rng(seed)
+    values = {k: [] for k in keys}
+    for _ in range(n_boot):
+        draw = rng.integers(0, len(units_a), len(units_a))
+        ra = reduce_confusion(units_a[draw].sum(0), class_names)
+        rb = reduce_confusion(units_b[draw].sum(0), class_names)
+        for k in keys:
+            values[k].append(rb[k] - ra[k])
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
     return {k: (float(np.nanquantile(v, lo)), float(np.nanquantile(v, hi))) for k, v in values.items()}

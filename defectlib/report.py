@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .data import project_root
-from .metrics import bootstrap_interval, per_image_confusions
+from .metrics import bootstrap_interval, paired_bootstrap_interval, per_image_confusions
 from .splits import load_split
 
 #: Human labels of the metric keys.
@@ -184,3 +184,106 @@ def select_arm(arms: dict[str, Sequence[dict]], tolerance: float = 0.005) -> str
     best = max(m for m, _ in means.values())
     close = [a for a, (m, _) in means.items() if m >= best - tolerance]
     return max(close, key=lambda a: means[a][1])
+
+
+# ----------------------------------------------------------------------------
+# Ablation chapters: one family of arms, each run on the same folds
+# ----------------------------------------------------------------------------
+
+def arm_table(arms: dict[str, Sequence[dict]], keys: Sequence[tuple[str, str]] = (
+        ("val", "miou"), ("val", "defect_miou"), ("test", "miou"), ("test", "defect_miou"))) -> pd.DataFrame:
+    """Per arm (rows): for each ``(split, metric)``, the per-fold values and their mean ± std, in percent."""
+    rows = {}
+    for arm, records in arms.items():
+        ordered = sorted(records, key=lambda r: r["fold"])
+        row = {}
+        for split, key in keys:
+            values = [_metric(r, split, key) for r in ordered]
+            mean, std = mean_std(values)
+            label = f"{split} {LABELS.get(key, key)}"
+            row[(label, "folds " + " / ".join(str(r["fold"]) for r in ordered))] = " / ".join(pct(v) for v in values)
+            row[(label, "mean ± std")] = f"{pct(mean)} ± {pct(std)}"
+        rows[arm] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    table.index.name = "arm"
+    return table
+
+
+def class_iou_table(arms: dict[str, Sequence[dict]], split: str = "test") -> pd.DataFrame:
+    """Mean IoU of each class (columns) over each arm's runs (rows), as fractions."""
+    return pd.DataFrame({arm: {c: mean_std([r[split]["iou"][c] for r in records])[0]
+                               for c in records[0][split]["iou"]}
+                         for arm, records in arms.items()}).T
+
+
+def _aligned_confusions(record_a: dict, record_b: dict, split: str) -> tuple[np.ndarray, np.ndarray, list]:
+    """Per-image confusion matrices of two runs on the same images, in ``record_a``'s order."""
+    table_a, table_b = record_a["per_image"][split], record_b["per_image"][split]
+    if sorted(table_a["names"]) != sorted(table_b["names"]):
+        raise ValueError(f"runs {record_a.get('run_id')} and {record_b.get('run_id')} were not scored on the "
+                         f"same {split} images")
+    order = {n: k for k, n in enumerate(table_b["names"])}
+    cms_b = per_image_confusions(table_b)[[order[n] for n in table_a["names"]]]
+    return per_image_confusions(table_a), cms_b, region_groups(record_a, split)
+
+
+def paired_intervals(reference: Sequence[dict], arms: dict[str, Sequence[dict]], split: str = "test",
+                     keys: Sequence[str] = ("miou", "defect_miou"), n_boot: int = 1000) -> pd.DataFrame:
+    """Each arm minus the reference, run by run (matched by fold), with a 95 % region-group bootstrap interval.
+
+    Both runs of a pair are scored on the same resampled region groups
+    (:func:`defectlib.metrics.paired_bootstrap_interval`).  Returns one row per
+    arm, fold and metric with ``difference``, ``low`` and ``high`` as fractions.
+    """
+    by_fold = {r["fold"]: r for r in reference}
+    rows = []
+    for arm, records in arms.items():
+        for r in sorted(records, key=lambda r: r["fold"]):
+            ref = by_fold[r["fold"]]
+            cms_ref, cms_arm, groups = _aligned_confusions(ref, r, split)
+            interval = paired_bootstrap_interval(cms_ref, cms_arm, r["config"]["data"]["classes"], groups,
+                                                 tuple(keys), n_boot)
+            for key in keys:
+                rows.append({"arm": arm, "fold": r["fold"], "metric": key,
+                             "difference": _metric(r, split, key) - _metric(ref, split, key),
+                             "low": interval[key][0], "high": interval[key][1]})
+    return pd.DataFrame(rows)
+
+
+def paired_interval_table(intervals: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paired_intervals` as text in points: ``+d [low, high]`` per fold, and the mean difference."""
+    rows = {}
+    for (arm, key), part in intervals.groupby(["arm", "metric"], sort=False):
+        row = {f"fold {f.fold}": f"{100 * f.difference:+.1f} [{100 * f.low:+.1f}, {100 * f.high:+.1f}]"
+               for f in part.itertuples()}
+        mean, std = mean_std(part["difference"].tolist())
+        row["mean ± std"] = f"{100 * mean:+.1f} ± {pct(std)}"
+        row["folds above 0"] = f"{int((part['low'] > 0).sum())} of {len(part)}"
+        rows[(arm, LABELS.get(key, key))] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["arm", "metric"])
+    return table
+
+
+def cost_summary(arms: dict[str, Sequence[dict]], split: str = "test", min_pixels: int = 64) -> pd.DataFrame:
+    """Per arm, means over its runs: false alarms on defect-free images, image AUROC and wall time.
+
+    False alarms as in :func:`false_alarms`; ``wall minutes`` and training
+    images/s come from the records (a run slowed by other work on the machine
+    shows as low throughput).
+    """
+    rows = {}
+    for arm, records in arms.items():
+        alarms = [false_alarms(r, split, min_pixels) for r in records]
+        rows[arm] = {
+            f"Free images with a false alarm (%)": mean_std([a["image_rate"] for a in alarms])[0] * 100,
+            "Free pixels predicted defect (%)": mean_std([a["pixel_rate"] for a in alarms])[0] * 100,
+            "image AUROC (%)": mean_std([r[split]["image_auroc"] for r in records])[0] * 100,
+            "wall minutes per run": mean_std([r["wall_seconds"] / 60 for r in records])[0],
+            "training images/s": mean_std([r["train_images_per_second"] for r in records])[0],
+            "best epoch": mean_std([r["best_epoch"] for r in records])[0],
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "arm"
+    return table

@@ -132,6 +132,25 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str] = CLASSES, ax=None
     return ax
 
 
+#: Colours of :func:`error_map`: defect pixel found, false alarm or wrong class, missed.
+ERROR_COLORS: dict[str, tuple[int, int, int]] = {"found": (40, 160, 60), "false": (220, 40, 40),
+                                                 "missed": (40, 90, 220)}
+
+
+def error_map(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """RGB map of a prediction's errors on white: defect found (green), predicted defect
+    that is background or another class (red), defect predicted as background (blue).
+
+    Shape:
+        - ``truth``, ``pred``: ``(H, W)`` class indices; output ``(H, W, 3)`` uint8.
+    """
+    rgb = np.full(truth.shape + (3,), 255, np.uint8)
+    rgb[(truth > 0) & (pred == truth)] = ERROR_COLORS["found"]
+    rgb[(pred > 0) & (pred != truth)] = ERROR_COLORS["false"]
+    rgb[(truth > 0) & (pred == 0)] = ERROR_COLORS["missed"]
+    return rgb
+
+
 class Plain(str):
     """A string that shows without quotes when glued into the book's text."""
 

@@ -95,3 +95,35 @@ def test_group_bootstrap_is_wider_than_image_bootstrap_for_near_duplicates():
 def test_empty_meter_is_an_error():
     with pytest.raises(ValueError, match="no images"):
         SegmentationMeter(("background", "defect")).compute()
+
+
+def test_paired_bootstrap_cancels_what_both_models_share():
+    from defectlib.metrics import bootstrap_interval, paired_bootstrap_interval
+
+    names = ("background", "defect")
+    rng = np.random.default_rng(1)
+    a, b = [], []
+    for region in range(10):         # regions differ a lot in difficulty; b finds 2-5 more pixels in each
+        tp, gain = int(rng.integers(0, 15)), int(rng.integers(2, 6))
+        a += [np.array([[200, 4], [20 - tp, tp]])] * 3
+        b += [np.array([[200, 4], [20 - tp - gain, tp + gain]])] * 3
+    groups = np.repeat(np.arange(10), 3)
+    same = paired_bootstrap_interval(a, a, names, groups, keys=("miou",), n_boot=200)["miou"]
+    assert same == (0.0, 0.0)
+    lo, hi = paired_bootstrap_interval(a, b, names, groups, keys=("defect_miou",), n_boot=500)["defect_miou"]
+    point = reduce_confusion(np.sum(b, 0), names)["defect_miou"] - reduce_confusion(np.sum(a, 0), names)["defect_miou"]
+    assert 0 < lo < point < hi
+    # far narrower than the spread of either model over the same resamples
+    single = bootstrap_interval(a, names, groups, keys=("defect_miou",), n_boot=500)["defect_miou"]
+    assert hi - lo < 0.5 * (single[1] - single[0])
+    with pytest.raises(ValueError, match="same images"):
+        paired_bootstrap_interval(a, b[:-1], names)
+
+
+def test_class_iou_per_image_is_nan_where_the_class_is_absent():
+    from defectlib.metrics import class_iou_per_image
+
+    cms = np.array([[[5, 1], [1, 3]],      # class 1: tp 3, fp 1, fn 1 -> 3/5
+                    [[9, 1], [0, 0]]])     # no true class-1 pixel
+    iou = class_iou_per_image(cms, 1)
+    assert iou[0] == pytest.approx(0.6) and np.isnan(iou[1])

@@ -44,3 +44,61 @@ def test_fold_table_formats_percent_and_spread():
     assert table.loc["mIoU (6 classes)"].tolist() == ["30.0", "20.0", "25.0 ± 7.1"]
     assert table.loc["IoU A"].tolist() == ["10.0", "10.0", "10.0 ± 0.0"]
     assert report.pct(float("nan")) == "-" and np.isnan(report.mean_std([])[0])
+
+
+def _scored(fold, names, confusions, split_file, **extra):
+    """A run record with a per-image test table over classes (background, A)."""
+    cms = np.asarray(confusions).reshape(-1, 2, 2)
+    total = cms.sum(0)
+    iou_a = total[1, 1] / (total[1].sum() + total[:, 1].sum() - total[1, 1])
+    iou_bg = total[0, 0] / (total[0].sum() + total[:, 0].sum() - total[0, 0])
+    test = {"miou": (iou_a + iou_bg) / 2, "defect_miou": iou_a, "iou": {"background": iou_bg, "A": iou_a},
+            "image_auroc": 0.5}
+    record = {"run_id": f"run{fold}", "fold": fold, "config": {"data": {"classes": ["background", "A"]}},
+              "split_file": str(split_file), "val": {"miou": 0.5, "defect_miou": 0.2}, "test": test,
+              "per_image": {"test": {"names": list(names), "scores": [0] * len(names),
+                                     "confusion": [list(map(int, c)) for c in confusions]}},
+              "wall_seconds": 600, "train_images_per_second": 10.0, "best_epoch": 20}
+    record.update(extra)
+    return record
+
+
+def test_paired_intervals_align_images_by_name_and_bracket_the_difference(tmp_path):
+    import json
+    split_file = tmp_path / "split.json"
+    names = [f"img{k}" for k in range(12)]
+    split_file.write_text(json.dumps({"folds": {"0": names}, "groups": {n: f"g{k // 2}" for k, n in enumerate(names)}}))
+    rng = np.random.default_rng(0)
+    ref_cms, arm_cms = [], []
+    for k in range(12):
+        tp = int(rng.integers(0, 10))
+        ref_cms.append([300, 2, 20 - tp, tp])
+        arm_cms.append([300, 2, 16 - tp, tp + 4])      # the arm finds 4 more pixels on every image
+    ref = _scored(0, names, ref_cms, split_file)
+    order = list(reversed(range(12)))                  # the arm's table lists the images in another order
+    arm = _scored(0, [names[k] for k in order], [arm_cms[k] for k in order], split_file)
+    table = report.paired_intervals([ref], {"better": [arm]}, keys=("defect_miou",), n_boot=200)
+    row = table.iloc[0]
+    assert row["difference"] == pytest.approx(arm["test"]["defect_miou"] - ref["test"]["defect_miou"])
+    assert 0 < row["low"] <= row["difference"] <= row["high"]
+    text = report.paired_interval_table(table)
+    assert text.loc[("better", "defect mIoU (5 classes)"), "folds above 0"] == "1 of 1"
+    other = _scored(0, names[:-1], ref_cms[:-1], split_file)
+    with pytest.raises(ValueError, match="same test images"):
+        report.paired_intervals([ref], {"fewer": [other]}, n_boot=10)
+
+
+def test_arm_table_and_cost_summary_show_every_fold(tmp_path):
+    arms = {"x": [_record(1, 0.5, 0.2, test_miou=0.4), _record(0, 0.3, 0.1, test_miou=0.2)]}
+    table = report.arm_table(arms, keys=(("val", "miou"), ("test", "miou")))
+    assert table.loc["x", ("val mIoU (6 classes)", "folds 0 / 1")] == "30.0 / 50.0"
+    assert table.loc["x", ("test mIoU (6 classes)", "mean ± std")] == "30.0 ± 14.1"
+    split_file = tmp_path / "split.json"
+    split_file.write_text('{"folds": {"0": []}}')
+    free = [[90, 10, 0, 0], [100, 0, 0, 0]]
+    runs = [_scored(0, ["a", "b"], free, split_file, wall_seconds=600),
+            _scored(1, ["a", "b"], free, split_file, wall_seconds=900)]
+    costs = report.cost_summary({"x": runs}, min_pixels=5)
+    assert costs.loc["x", "Free images with a false alarm (%)"] == pytest.approx(50)
+    assert costs.loc["x", "Free pixels predicted defect (%)"] == pytest.approx(5)
+    assert costs.loc["x", "wall minutes per run"] == pytest.approx(12.5)
