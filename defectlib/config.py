@@ -52,7 +52,7 @@ class DataConfig:
     classes: list[str] | None = None   # filled from the dataset when resolved
     mask_format: str = field(default="binary", metadata=_choice("binary", "index"))
     image_size: int = field(default=256, metadata=_range(32, 2048))
-    augment: str = field(default="flips", metadata=_choice("none", "flips", "photometric", "strong"))
+    augment: str = "flips"             # "none" or components joined by "+" (defectlib.transforms.COMPONENTS)
     free_per_epoch: int | None = field(default=48, metadata=_range(0))  # defect-free images per epoch; None: all
     max_per_category: int | None = field(default=None, metadata=_range(1))  # smoke profile: images per category and part
 

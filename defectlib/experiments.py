@@ -105,6 +105,12 @@ def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, A
         build_loss(cfg["loss"]["name"], None, cfg["loss"]["params"])
     except ValueError as exc:
         raise ConfigError(f"{where}: loss: {exc}") from exc
+    from .transforms import parse_augment
+
+    try:
+        parse_augment(cfg["data"]["augment"])
+    except ValueError as exc:
+        raise ConfigError(f"{where}: data.augment: {exc}") from exc
     cfg["profile"] = profile
     return cfg
 
@@ -310,10 +316,14 @@ def make_dataset(cfg: dict, samples: list, train: bool = False, progress: bool =
     from .models import encoder_normalization
     from .transforms import build_augmentation
 
-    return SegmentationDataset(samples, cfg["data"]["image_size"], encoder_normalization(cfg["model"]["encoder"]),
-                               build_augmentation(cfg["data"]["augment"]) if train else None,
-                               num_classes=len(cfg["data"]["classes"]), keep_native=not train,
-                               progress=progress, desc=desc)
+    size = cfg["data"]["image_size"]
+    dataset = SegmentationDataset(samples, size, encoder_normalization(cfg["model"]["encoder"]),
+                                  num_classes=len(cfg["data"]["classes"]), keep_native=not train,
+                                  progress=progress, desc=desc)
+    if train:  # copy-paste cuts its defects from the decoded training images
+        dataset.transform = build_augmentation(cfg["data"]["augment"], size, images=dataset.images,
+                                               masks=dataset.masks)
+    return dataset
 
 
 def build_loss_for(cfg: dict, pixel_counts=None):
