@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .data import project_root
-from .metrics import bootstrap_interval, paired_bootstrap_interval, per_image_confusions
+from .metrics import bootstrap_interval, class_iou_per_image, paired_bootstrap_interval, per_image_confusions
 from .splits import load_split
 
 #: Human labels of the metric keys.
@@ -287,3 +287,24 @@ def cost_summary(arms: dict[str, Sequence[dict]], split: str = "test", min_pixel
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "arm"
     return table
+
+
+def images_at_rank(record: dict, split: str, rank: float = 0.5) -> list[tuple[str, str, float]]:
+    """Per defect class, the image of a run's split at quantile ``rank`` of that class's per-image IoU.
+
+    Only images that hold the class count; chosen from the record, not by hand
+    (0: worst, 0.5: median, 1: best).  Returns ``(class, image name, IoU)`` tuples.
+    """
+    table = record["per_image"][split]
+    cms = per_image_confusions(table)
+    chosen = []
+    for c, name in enumerate(record["config"]["data"]["classes"]):
+        if c == 0:
+            continue
+        scores = class_iou_per_image(cms, c)
+        present = np.flatnonzero(~np.isnan(scores))
+        if len(present):
+            order = present[np.argsort(scores[present], kind="stable")]
+            k = order[min(int(rank * len(order)), len(order) - 1)]
+            chosen.append((name, table["names"][k], float(scores[k])))
+    return chosen

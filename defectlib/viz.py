@@ -156,3 +156,99 @@ class Plain(str):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+def plot_class_heatmap(ious, highlight: str | None = None, label: str = "test IoU (%)", ax=None):
+    """Heat map of per-class IoU in percent, arms (rows) by classes (columns).
+
+    ``ious`` is a DataFrame such as :func:`defectlib.report.class_iou_table` times 100;
+    the ``highlight`` arm's label is marked as the winner.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ax = ax or plt.subplots(figsize=(9.5, 0.55 * len(ious) + 1.5))[1]
+    sns.heatmap(ious, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, cbar_kws={"label": label},
+                annot_kws={"size": FONT_PT - 2}, ax=ax)
+    ax.set_xlabel("class")
+    ax.set_ylabel("arm")
+    ax.set_yticklabels([f"{a} (winner)" if a == highlight else a for a in ious.index], rotation=0)
+    return ax
+
+
+def plot_paired_intervals(intervals, reference: str, keys: Sequence[str] = ("miou", "defect_miou"),
+                          labels: Sequence[str] = ("test mIoU", "test defect mIoU")):
+    """Forest plot of :func:`defectlib.report.paired_intervals`: per arm, one point per run
+    with its interval, in points, against the reference (vertical line at 0)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    arms = list(dict.fromkeys(intervals["arm"]))
+    folds = sorted(set(intervals["fold"]))
+    colors = dict(zip(folds, sns.color_palette("colorblind", max(len(folds), 3))))
+    positions = {arm: k for k, arm in enumerate(reversed(arms))}
+    fig, axes = plt.subplots(1, len(keys), figsize=(11, 0.5 * len(arms) + 2), sharey=True, squeeze=False)
+    for ax, key, label in zip(axes[0], keys, labels):
+        for row in intervals[intervals["metric"] == key].itertuples():
+            y = positions[row.arm] + 0.22 * (folds.index(row.fold) - (len(folds) - 1) / 2)
+            ax.errorbar(100 * row.difference, y, fmt="o", color=colors[row.fold], capsize=3, label=f"run {row.fold}",
+                        xerr=[[100 * (row.difference - row.low)], [100 * (row.high - row.difference)]])
+        ax.axvline(0, color="0.3", lw=1)
+        ax.set_xlabel(f"{label}: arm − {reference} (points)")
+    axes[0, 0].set_yticks(list(positions.values()), list(positions))
+    handles = dict(zip(*reversed(axes[0, 0].get_legend_handles_labels())))
+    axes[0, -1].legend(handles.values(), handles.keys(), loc="lower right")
+    return fig
+
+
+def plot_arm_curves(arms: dict, keys: Sequence[str] = ("val_miou", "val_defect_miou", "val_binary_defect_iou"),
+                    highlight: Sequence[str] = ()):
+    """Validation curves of every arm, each the mean over its runs per epoch, one panel per key;
+    the ``highlight`` arms are drawn thicker."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(11, 5.4), sharex=True, squeeze=False)
+    colors = dict(zip(arms, sns.color_palette("tab10", len(arms))))
+    for ax, key in zip(axes[0], keys):
+        for arm, records in arms.items():
+            n = min(len(r["history"]) for r in records)
+            curve = np.mean([[e[key] for e in r["history"][:n]] for r in records], axis=0)
+            ax.plot(range(1, n + 1), 100 * curve, color=colors[arm], lw=2.6 if arm in highlight else 1.0, label=arm)
+        ax.set_xlabel("epoch")
+        ax.set_title(key.replace("val_", "validation ").replace("_", " ").replace("miou", "mIoU")
+                     .replace("iou", "IoU"))
+    axes[0, 0].set_ylabel("percent")
+    rows = -(-len(arms) // 5)
+    fig.tight_layout(rect=(0, 0.08 * rows, 1, 1))
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=5, bbox_to_anchor=(0.5, 0))
+    return fig
+
+
+def plot_predictions(rows: Sequence[tuple[str, object]], predictors: dict, classes: Sequence[str] = CLASSES):
+    """Image, truth and each predictor's prediction, one row per ``(class name, sample)``.
+
+    ``predictors`` maps a label to a :class:`defectlib.inference.Predictor`;
+    each prediction is titled with its IoU for the row's class on that image.
+    """
+    import matplotlib.pyplot as plt
+
+    from .metrics import class_iou_per_image, confusion_matrix
+
+    ncols = 2 + len(predictors)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.6 * ncols, 2.6 * len(rows)), squeeze=False)
+    for ax_row, (name, sample) in zip(axes, rows):
+        image, truth = sample.load(len(classes))
+        panels = [(image, name), (overlay(image, truth, outline=2, classes=classes), "truth")]
+        for label, predictor in predictors.items():
+            pred, _ = predictor.predict_array(image)
+            cm = confusion_matrix(pred, truth, len(classes))
+            iou = class_iou_per_image(cm[None], list(classes).index(name))[0]
+            panels.append((overlay(image, pred.astype(np.uint8), outline=2, classes=classes),
+                           f"{label}: {100 * iou:.0f} %"))
+        for ax, (panel, title) in zip(ax_row, panels):
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None)
+            ax.set_title(title)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig

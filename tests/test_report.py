@@ -102,3 +102,12 @@ def test_arm_table_and_cost_summary_show_every_fold(tmp_path):
     assert costs.loc["x", "Free images with a false alarm (%)"] == pytest.approx(50)
     assert costs.loc["x", "Free pixels predicted defect (%)"] == pytest.approx(5)
     assert costs.loc["x", "wall minutes per run"] == pytest.approx(12.5)
+
+
+def test_images_at_rank_picks_worst_median_and_best_of_each_class(tmp_path):
+    # class A on four images with IoU 0, 1/4, 1/2, 1; one image without A
+    confusions = [[10, 0, 4, 0], [10, 3, 0, 1], [10, 0, 1, 1], [10, 0, 0, 2], [10, 0, 0, 0]]
+    record = _scored(0, ["i0", "i1", "i2", "i3", "free"], confusions, tmp_path / "s.json")
+    assert report.images_at_rank(record, "test", 0.0) == [("A", "i0", 0.0)]
+    assert report.images_at_rank(record, "test", 0.5) == [("A", "i2", 0.5)]
+    assert report.images_at_rank(record, "test", 1.0) == [("A", "i3", 1.0)]

@@ -21,3 +21,22 @@ def test_overlay_keeps_background_and_colours_classes():
     rgb = viz.overlay(image, mask, alpha=1.0)
     assert tuple(rgb[0, 0]) == (100, 100, 100)
     assert tuple(rgb[1, 1]) == viz.CLASS_COLORS["Crack"]
+
+
+def test_ablation_plots_draw_every_arm_and_run():
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    intervals = pd.DataFrame([{"arm": a, "fold": f, "metric": m, "difference": 0.01, "low": -0.01, "high": 0.03}
+                              for a in ("x", "y") for f in (0, 1, 2) for m in ("miou", "defect_miou")])
+    fig = viz.plot_paired_intervals(intervals, "ce")
+    assert [len(ax.containers) for ax in fig.axes] == [6, 6]             # 2 arms x 3 runs with error bars
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["y", "x"]
+    history = [{"epoch": e, "val_miou": 0.1 * e, "val_defect_miou": 0.0, "val_binary_defect_iou": 0.0}
+               for e in (1, 2, 3)]
+    fig = viz.plot_arm_curves({"x": [{"history": history}] * 2, "y": [{"history": history[:2]}]}, highlight=("x",))
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2, 2]
+    assert fig.axes[0].lines[0].get_linewidth() > fig.axes[0].lines[1].get_linewidth()
+    ax = viz.plot_class_heatmap(pd.DataFrame({"A": [10.0, 20.0]}, index=["x", "y"]), highlight="y")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y (winner)"]
