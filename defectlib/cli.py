@@ -1,4 +1,4 @@
-"""Command line: ``python -m defectlib {data,train,evaluate,predict}``.
+"""Command line: ``python -m defectlib {data,train,evaluate,predict,export}``.
 
 Introduced in chapter 03 (baseline).
 
@@ -130,11 +130,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict_to_folder
 
     rows, failures = predict_to_folder(args.checkpoint, args.inputs, args.out, overwrite=args.overwrite,
-                                       max_pixels=int(args.max_pixels * 1e6), precision=args.precision)
+                                       max_pixels=int(args.max_pixels * 1e6), precision=args.precision,
+                                       backend=args.backend)
     print(f"wrote {len(rows) - len(failures)} prediction(s) to {args.out}")
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx, quantize_int8
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"{out}: --out is a folder; give the .onnx file to write")
+    if args.int8:
+        fp32 = export_onnx(args.checkpoint, out.with_name(out.stem + "-fp32.onnx"))
+        quantize_int8(fp32, out)
+        print(f"wrote {fp32} and its int8 quantisation {out}")
+    else:
+        export_onnx(args.checkpoint, out)
+        print(f"wrote {out}")
+    return EXIT_OK
 
 
 def _add_data_options(p: argparse.ArgumentParser, folder_option: bool = True) -> None:
@@ -196,14 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Unreadable or too large inputs are reported and skipped (exit status 1). An "
                                    "--out that is a file or an input folder is refused, and so is one holding an "
                                    "earlier run's outputs unless --overwrite.")
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by train")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by train, or with --backend "
+                   "onnxruntime a model written by export")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in --out")
     p.add_argument("--max-pixels", type=float, default=50, metavar="MPX",
                    help="skip images larger than this many megapixels (default 50)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="inference engine (default torch)")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX", epilog=EPILOG,
+                       description="Write the checkpoint's model as one ONNX file with dynamic batch and image size "
+                                   "(multiples of 32); class names, normalisation and input size are in its "
+                                   "metadata. Run it with predict --backend onnxruntime.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by train")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--int8", action="store_true", help="also quantise (dynamic int8): --out is the int8 model, "
+                   "<stem>-fp32.onnx beside it the float one")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

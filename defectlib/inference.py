@@ -114,30 +114,54 @@ def _output_stem(path: Path, used: set[str]) -> str:
     return stem
 
 
+#: Inference engines of :class:`Predictor`.
+BACKENDS = ("torch", "onnxruntime")
+
+
 class Predictor:
     """A trained model with its preprocessing, ready for single images.
 
     Args:
-        checkpoint: a checkpoint written by defectlib.
-        precision: ``auto``, ``bf16`` or ``fp32``.
+        checkpoint: a checkpoint written by defectlib, or with
+            ``backend="onnxruntime"`` a model written by ``defectlib export``.
+        precision: ``auto``, ``bf16`` or ``fp32`` (PyTorch backend; ONNX Runtime
+            runs the exported model as it is).
         max_pixels: larger images are refused (:class:`DatasetError`).
+        backend: ``torch`` or ``onnxruntime``.
     """
 
-    def __init__(self, checkpoint: str | Path, precision: str = "auto", max_pixels: int | None = MAX_PIXELS):
+    def __init__(self, checkpoint: str | Path, precision: str = "auto", max_pixels: int | None = MAX_PIXELS,
+                 backend: str = "torch"):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+        self.backend, self.max_pixels = backend, max_pixels
+        if backend == "onnxruntime":
+            from .export import OnnxModel
+
+            self.onnx = OnnxModel(checkpoint)
+            self.classes, self.size = self.onnx.classes, self.onnx.image_size
+            self.mean, self.std = self.onnx.mean, self.onnx.std
+            self.precision = "fp32"
+            return
         model, self.config = load_checkpoint(checkpoint)
         self.model = prepare(model)
         self.classes = tuple(self.config["data"]["classes"])
         self.size = self.config["data"]["image_size"]
         self.mean, self.std = encoder_normalization(self.config["model"]["encoder"])
         self.precision = resolve_precision(precision)
-        self.max_pixels = max_pixels
 
     @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, C, h, w)`` of a normalised batch ``(N, 3, h, w)``."""
+        if self.backend == "onnxruntime":
+            return self.onnx.logits(batch)
+        return logits(self.model.eval(), batch, self.precision)
+
     def predict_array(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """``(class-index mask (H, W), score)`` for a grayscale ``(H, W)`` uint8 image."""
         small = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
         batch = to_network_input(small, self.mean, self.std)[None]
-        return native_prediction(logits(self.model.eval(), batch, self.precision)[0], image.shape)
+        return native_prediction(self.logits(batch)[0], image.shape)
 
     def predict(self, path: str | Path) -> Prediction:
         """Predict one image file (raises :class:`DatasetError` if unreadable or too large)."""
@@ -179,7 +203,7 @@ def check_output_folder(out_dir: Path, inputs: Iterable[str | Path], overwrite: 
 
 def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
                       overwrite: bool = False, max_pixels: int | None = MAX_PIXELS, precision: str = "auto",
-                      progress: bool = True) -> tuple[list[dict], list[str]]:
+                      progress: bool = True, backend: str = "torch") -> tuple[list[dict], list[str]]:
     """Predict every input and write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``predictions.csv``.
 
     The checkpoint and the output folder are checked before any work
@@ -194,7 +218,7 @@ def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_
     inputs = list(inputs)
     out_dir = Path(out_dir)
     check_output_folder(out_dir, inputs, overwrite)
-    predictor = Predictor(checkpoint, precision, max_pixels)
+    predictor = Predictor(checkpoint, precision, max_pixels, backend)
     files = expand_inputs(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, failures, used = [], [], set()

@@ -1,0 +1,147 @@
+"""ONNX export of a checkpoint, int8 quantisation, and an ONNX Runtime model with the same interface.
+
+Introduced in the book's "Deploying the model" page; used by
+``python -m defectlib export`` and ``predict --backend onnxruntime``.
+
+The exported graph maps a normalised batch ``(N, 3, H, W)`` (the gray channel
+repeated, ``(x / 255 - mean) / std``) to logits ``(N, C, H, W)``; the batch
+size and the image size are dynamic (H and W multiples of 32).  Everything a
+user needs to feed it is in the model's metadata: class names,
+normalisation, the training input size, and the config hash of the run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .models import CheckpointError, encoder_normalization, load_checkpoint
+
+#: Prefix of the metadata keys written into an exported model.
+META_PREFIX = "defectlib."
+OPSET = 18
+
+
+class OnnxModelError(CheckpointError):
+    """A file that is not an ONNX model exported by defectlib."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _set_metadata(model, meta: dict) -> None:
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = META_PREFIX + key, json.dumps(value)
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
+    """Export a defectlib checkpoint to one self-contained ONNX file (written atomically).
+
+    Returns:
+        The path of the written model.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read.
+    """
+    import onnx
+
+    from .experiments import config_hash
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    model, cfg = load_checkpoint(checkpoint)
+    model = model.float().eval()
+    size = cfg["data"]["image_size"]
+    mean, std = encoder_normalization(cfg["model"]["encoder"])
+    blocks_h, blocks_w = torch.export.Dim("blocks_h", min=1, max=512), torch.export.Dim("blocks_w", min=1, max=512)
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=4096), 2: 32 * blocks_h, 3: 32 * blocks_w},)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        program = torch.onnx.export(model, (torch.zeros(1, 3, size, size),), input_names=["image"],
+                                    output_names=["logits"], opset_version=OPSET, dynamo=True,
+                                    dynamic_shapes=dynamic, external_data=False, verbose=False)
+        proto = program.model_proto
+        _set_metadata(proto, {"format": "defectlib-onnx-1", "classes": list(cfg["data"]["classes"]),
+                              "mean": list(mean), "std": list(std), "image_size": size,
+                              "input": "image (N, 3, H, W) float32: gray channel repeated, (x / 255 - mean) / std; "
+                                       "H, W multiples of 32",
+                              "output": "logits (N, C, H, W) float32; softmax over C gives class probabilities",
+                              "config_hash": config_hash(cfg), "checkpoint_sha256": _sha256(checkpoint)})
+        onnx.save(proto, tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def quantize_int8(model_path: str | Path, out: str | Path) -> Path:
+    """Dynamic int8 quantisation of an exported model (weights int8, activations quantised at run time).
+
+    The metadata of the source model is kept.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model_path, out = Path(model_path), Path(out)
+    meta = OnnxModel(model_path).metadata
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        quantize_dynamic(model_path, tmp, weight_type=QuantType.QInt8)
+        proto = onnx.load(tmp)
+        _set_metadata(proto, {**meta, "quantization": "dynamic int8 (onnxruntime.quantization.quantize_dynamic)"})
+        onnx.save(proto, tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+class OnnxModel:
+    """An exported model in an ONNX Runtime session, with its preprocessing from the metadata.
+
+    Args:
+        path: an ``.onnx`` file written by :func:`export_onnx` or :func:`quantize_int8`.
+        threads: intra-op threads (default: all cores).
+
+    Raises:
+        OnnxModelError: missing file, not ONNX, or no defectlib metadata.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise OnnxModelError(f"not a defectlib ONNX model: {path} (no such file)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise OnnxModelError(f"not a defectlib ONNX model: {path} (ONNX Runtime cannot load it: "
+                                 f"{str(exc).splitlines()[0][:200]})") from exc
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = {k[len(META_PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(META_PREFIX)}
+        if self.metadata.get("format") != "defectlib-onnx-1":
+            raise OnnxModelError(f"not a defectlib ONNX model: {path} (no defectlib metadata)")
+        self.path = path
+        self.classes = tuple(self.metadata["classes"])
+        self.image_size = int(self.metadata["image_size"])
+        self.mean, self.std = tuple(self.metadata["mean"]), tuple(self.metadata["std"])
+
+    def logits(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Logits ``(N, C, H, W)`` of a normalised batch ``(N, 3, H, W)``."""
+        array = batch.numpy() if isinstance(batch, torch.Tensor) else batch
+        (out,) = self.session.run(None, {"image": np.ascontiguousarray(array, dtype=np.float32)})
+        return torch.from_numpy(out)
