@@ -11,13 +11,13 @@ measured in this one run.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 
 from defectlib import experiments, models
 from defectlib.losses import build_loss
+from timing import interleaved_medians
 
 VARIANTS = {  # name: (precision, channels_last)
     "fp32": ("fp32", False),
@@ -66,13 +66,8 @@ def main() -> None:
 
     results = {}
     for kind, step in (("training", train_step), ("inference", infer_step)):
-        for name in VARIANTS:   # warm-up
-            step(name), step(name)
-        times = {name: [] for name in VARIANTS}
-        for _ in range(args.repeats):
-            for name in VARIANTS:
-                times[name].append(step(name))
-        results[kind] = {name: args.batch / statistics.median(t) for name, t in times.items()}
+        medians = interleaved_medians(VARIANTS, step, args.repeats)
+        results[kind] = {name: args.batch / seconds for name, seconds in medians.items()}
     print(f"threads {torch.get_num_threads()}, batch {args.batch}, {args.size} px, median of {args.repeats} "
           f"interleaved steps; CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"{'':<24}{'train img/s':>12}{'ratio':>8}{'infer img/s':>13}{'ratio':>8}")

@@ -182,6 +182,11 @@ def bootstrap_interval(per_image_cms: np.ndarray | list, class_names: Sequence[s
         reduced = reduce_confusion(units[rng.integers(0, len(units), len(units))].sum(0), class_names)
         for k in keys:
             values[k].append(reduced[k])
+    return _percentile_intervals(values, level)
+
+
+def _percentile_intervals(values: dict[str, list[float]], level: float) -> dict[str, tuple[float, float]]:
+    """The central ``level`` of each metric's bootstrap values (NaN ignored)."""
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
     return {k: (float(np.nanquantile(v, lo)), float(np.nanquantile(v, hi))) for k, v in values.items()}
 
@@ -222,5 +227,4 @@ def paired_bootstrap_interval(cms_a: np.ndarray | list, cms_b: np.ndarray | list
         rb = reduce_confusion(units_b[draw].sum(0), class_names)
         for k in keys:
             values[k].append(rb[k] - ra[k])
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    return {k: (float(np.nanquantile(v, lo)), float(np.nanquantile(v, hi))) for k, v in values.items()}
+    return _percentile_intervals(values, level)
