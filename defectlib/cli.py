@@ -57,6 +57,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .config import read_yaml
     from .experiments import get_run, load_config, load_family, resolve_config
 
@@ -69,15 +70,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
         configs = [resolve_config(c, c["profile"], overrides) for a, c in arms.items() if not args.arm or a in args.arm]
     else:
         configs = [load_config(args.config, overrides=overrides)]
-    for fold in args.fold:
-        for cfg in configs:
-            record = get_run(cfg, fold, args.seed, retrain=args.retrain)
-            print(f"run {record['run_id']}: best epoch {record['best_epoch']}, "
-                  f"val mIoU {record['val']['miou']:.4f}, defect mIoU {record['val']['defect_miou']:.4f}")
-            if record.get("test"):
-                print(f"test mIoU {record['test']['miou']:.4f}, defect mIoU {record['test']['defect_miou']:.4f}")
-            print(f"checkpoint: {record['checkpoint']['path']}", flush=True)
+    ctx = distributed.init()   # several processes under torchrun; one otherwise
+    try:
+        for fold in args.fold:
+            for cfg in configs:
+                record = get_run(cfg, fold, args.seed, retrain=args.retrain)
+                if ctx.is_main:
+                    _print_run(record)
+    finally:
+        distributed.finish(ctx)
     return EXIT_OK
+
+
+def _print_run(record: dict) -> None:
+    print(f"run {record['run_id']}: best epoch {record['best_epoch']}, "
+          f"val mIoU {record['val']['miou']:.4f}, defect mIoU {record['val']['defect_miou']:.4f}")
+    if record.get("test"):
+        print(f"test mIoU {record['test']['miou']:.4f}, defect mIoU {record['test']['defect_miou']:.4f}")
+    print(f"checkpoint: {record['checkpoint']['path']}", flush=True)
 
 
 def format_metrics(metrics: dict) -> str:

@@ -359,53 +359,75 @@ def train_run(cfg: dict, fold: int = 0, seed: int | None = None, progress: bool 
         progress: show tqdm bars.
         results_root: override of the results directory.
         stop_after_epoch: stop (without a record) after this epoch, as if killed; used to test resuming.
+
+    Under ``torchrun`` (see :mod:`defectlib.distributed`) every process
+    trains its share of each epoch; rank 0 validates, evaluates and writes
+    the checkpoint and the record (with ``world_size``), which every rank returns.
     """
     import torch
     from torch.utils.data import DataLoader
 
+    from . import distributed
     from .models import model_from_config, resolve_precision, save_checkpoint
     from .training import DefectBalancedSampler, Schedule, evaluate, fit, set_seed
 
+    ctx = distributed.init()
     seed = fold if seed is None else seed
     t_start = time.time()
     commit = git_commit()  # the code that trains, even if the checkout changes during the run
     root = Path(results_root or results_dir(cfg.get("profile")))
     rid = run_id(cfg, fold, seed)
     tc, classes = cfg["train"], cfg["data"]["classes"]
-    precision = resolve_precision(tc["precision"])
-    set_seed(seed, tc["threads"])
+    if tc["batch_size"] % ctx.world_size:
+        raise ValueError(f"train.batch_size {tc['batch_size']} is not a multiple of the {ctx.world_size} processes")
+    precision = resolve_precision(tc["precision"], ctx.device.type)
+    set_seed(seed, distributed.threads_per_process(ctx, tc["threads"]))
+    progress = progress and ctx.is_main
 
-    samples = dataset_samples(cfg)
+    if not ctx.is_main:
+        distributed.barrier(ctx)   # rank 0 first: it may download the dataset or write a missing partition
+    samples = dataset_samples(cfg, notify=ctx.is_main)
     payload, split_file = split_data(cfg, samples, root)
+    if ctx.is_main:
+        distributed.barrier(ctx)
     parts = fold_samples(cfg, fold, samples, payload)
     for part, chosen in parts.items():
         if not chosen:
             raise DatasetError([f"fold {fold}: the {part} part holds no image"], "Empty split")
     t_data = time.time()
     train_ds = make_dataset(cfg, parts["train"], train=True, progress=progress, desc="decode train")
-    val_ds = make_dataset(cfg, parts["val"], progress=progress, desc="decode val")
-    test_ds = make_dataset(cfg, parts["test"], progress=progress, desc="decode test") if cfg["evaluate_test"] else None
+    val_ds = test_ds = None
+    if ctx.is_main:
+        val_ds = make_dataset(cfg, parts["val"], progress=progress, desc="decode val")
+        if cfg["evaluate_test"]:
+            test_ds = make_dataset(cfg, parts["test"], progress=progress, desc="decode test")
     data_seconds = time.time() - t_data
-    sampler = DefectBalancedSampler(train_ds.has_defect, cfg["data"]["free_per_epoch"], seed)
-    loader = DataLoader(train_ds, batch_size=tc["batch_size"], sampler=sampler)
+    sampler = DefectBalancedSampler(train_ds.has_defect, cfg["data"]["free_per_epoch"], seed,
+                                    ctx.rank, ctx.world_size)
+    loader = DataLoader(train_ds, batch_size=tc["batch_size"] // ctx.world_size, sampler=sampler)
     loss_fn, weights = build_loss_for(cfg, train_ds.pixel_counts)
+    loss_fn = loss_fn.to(ctx.device)
     model = model_from_config(cfg)
     o = cfg["optimizer"]
     schedule = Schedule(tc["epochs"], o["lr"], o["weight_decay"], o["warmup_fraction"], tc["patience"])
 
     work = root / "work" / rid
     created = not work.exists()
-    work.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        work.mkdir(parents=True, exist_ok=True)
+    distributed.barrier(ctx)
     try:
         result = fit(model, loss_fn, loader, val_ds, schedule, classes, seed=seed, precision=precision,
                      channels_last=tc["channels_last"], work_dir=work, progress=progress,
-                     stop_after_epoch=stop_after_epoch)
+                     stop_after_epoch=stop_after_epoch, ctx=ctx)
     except BaseException:
-        if created and not any(work.iterdir()):
+        if ctx.is_main and created and work.is_dir() and not any(work.iterdir()):
             shutil.rmtree(work, ignore_errors=True)
         raise
     if result is None:
         return {}
+    if not ctx.is_main:
+        return distributed.broadcast(None, ctx)
     model.load_state_dict(result.best_state)
     from .metrics import SegmentationMeter
 
@@ -427,6 +449,7 @@ def train_run(cfg: dict, fold: int = 0, seed: int | None = None, progress: bool 
         "config_hash": config_hash(cfg),
         "fold": fold,
         "seed": seed,
+        "world_size": ctx.world_size,
         "git_commit": commit,
         "environment": environment(),
         "precision": precision,
@@ -449,7 +472,7 @@ def train_run(cfg: dict, fold: int = 0, seed: int | None = None, progress: bool 
     }
     write_json(record_path(cfg, fold, seed, root), record)
     shutil.rmtree(work, ignore_errors=True)
-    return record
+    return distributed.broadcast(record, ctx)
 
 
 def get_run(config: str | Path | dict, fold: int = 0, seed: int | None = None, *, retrain: bool = False,

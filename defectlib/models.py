@@ -105,23 +105,32 @@ def model_from_config(cfg: dict, pretrained: bool | None = None) -> nn.Module:
                        m["pretrained"] if pretrained is None else pretrained, m["decoder_channels"])
 
 
-def resolve_precision(precision: str = "auto") -> str:
-    """``bf16`` or ``fp32``: ``auto`` is bf16 where the CPU computes bfloat16 natively."""
+def resolve_precision(precision: str = "auto", device: str = "cpu") -> str:
+    """``bf16`` or ``fp32``: ``auto`` is bf16 where the device (``cpu`` or ``cuda``) computes bfloat16 natively."""
     if precision != "auto":
         return precision
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32"
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on the CPU for ``bf16``; nothing for ``fp32``."""
+def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on ``device`` (``cpu`` or ``cuda``) for ``bf16``; nothing for ``fp32``."""
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def prepare(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """Put a model in the memory format the training and inference loops use."""
     return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter or buffer (the CPU for a model with neither)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def logits(model: nn.Module, images: torch.Tensor, precision: str = "fp32", channels_last: bool = True) -> torch.Tensor:
@@ -132,7 +141,7 @@ def logits(model: nn.Module, images: torch.Tensor, precision: str = "fp32", chan
     """
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with autocast(precision):
+    with autocast(precision, images.device.type):
         out = model(images)
     return out.float()
 
@@ -140,7 +149,7 @@ def logits(model: nn.Module, images: torch.Tensor, precision: str = "fp32", chan
 @torch.no_grad()
 def predict_probs(model: nn.Module, images: torch.Tensor, sizes: list[tuple[int, int]], precision: str = "fp32",
                   channels_last: bool = True) -> list[torch.Tensor]:
-    """Softmax probabilities resized back to each image's native ``(H, W)``.
+    """Softmax probabilities resized back to each image's native ``(H, W)``, on the CPU.
 
     The logits are resized bilinearly, then the softmax is taken.
 
@@ -149,7 +158,7 @@ def predict_probs(model: nn.Module, images: torch.Tensor, sizes: list[tuple[int,
         - output: N tensors ``(C, H_i, W_i)``.
     """
     out = logits(model, images, precision, channels_last)
-    return [F.interpolate(o[None], size=tuple(s), mode="bilinear", align_corners=False)[0].softmax(0)
+    return [F.interpolate(o[None], size=tuple(s), mode="bilinear", align_corners=False)[0].softmax(0).cpu()
             for o, s in zip(out, sizes)]
 
 

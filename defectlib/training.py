@@ -29,9 +29,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import SegmentationDataset
 from .metrics import SegmentationMeter
-from .models import logits, predict_probs, prepare
+from .models import logits, model_device, predict_probs, prepare
 
 
 def set_seed(seed: int, threads: int | None = None) -> None:
@@ -55,29 +56,42 @@ class DefectBalancedSampler(Sampler[int]):
     segment.  Call :meth:`set_epoch` before each epoch (as with PyTorch's
     ``DistributedSampler``).
 
+    With ``world_size > 1`` (multi-process training) every process draws the
+    same epoch and takes every ``world_size``-th image from position ``rank``,
+    the epoch padded with its first images to a multiple of ``world_size``, as
+    PyTorch's ``DistributedSampler`` does.
+
     Args:
         has_defect: per image, whether its mask holds any defect pixel.
         free_per_epoch: defect-free images per epoch (None: all of them).
-        seed: the run's seed.
+        seed: the run's seed (the same in every process).
+        rank, world_size: this process's share of each epoch.
     """
 
-    def __init__(self, has_defect: Sequence[bool], free_per_epoch: int | None, seed: int = 0):
+    def __init__(self, has_defect: Sequence[bool], free_per_epoch: int | None, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
         flags = np.asarray(has_defect, bool)
         self.defect = np.nonzero(flags)[0]
         self.free = np.nonzero(~flags)[0]
         self.n_free = len(self.free) if free_per_epoch is None else min(free_per_epoch, len(self.free))
         self.seed, self.epoch = seed, 0
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.defect) + self.n_free
+        return -(-(len(self.defect) + self.n_free) // self.world_size)
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng(epoch_seed(self.seed, self.epoch))
         chosen = np.concatenate([self.defect, rng.choice(self.free, self.n_free, replace=False)])
-        return iter(rng.permutation(chosen).tolist())
+        order = rng.permutation(chosen)
+        if self.world_size > 1:
+            order = np.resize(order, len(self) * self.world_size)[self.rank::self.world_size]
+        return iter(order.tolist())
 
 
 @dataclass
@@ -105,10 +119,11 @@ class Schedule:
 
 def train_step(model: nn.Module, batch: dict, loss_fn: nn.Module, optimizer, scheduler,
                precision: str = "fp32", channels_last: bool = True) -> float:
-    """One optimisation step on a batch; returns the loss."""
+    """One optimisation step on a batch (moved to the model's device); returns the loss."""
     model.train()
+    device = model_device(model)
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(logits(model, batch["image"], precision, channels_last), batch["mask"])
+    loss = loss_fn(logits(model, batch["image"].to(device), precision, channels_last), batch["mask"].to(device))
     loss.backward()
     optimizer.step()
     scheduler.step()
@@ -122,7 +137,8 @@ def eval_step(model: nn.Module, batch: dict, dataset: SegmentationDataset, meter
     model.eval()
     indices = batch["index"].tolist()
     sizes = [dataset.sizes[i] for i in indices]
-    for i, probs in zip(indices, predict_probs(model, batch["image"], sizes, precision, channels_last)):
+    images = batch["image"].to(model_device(model))
+    for i, probs in zip(indices, predict_probs(model, images, sizes, precision, channels_last)):
         meter.update(probs, dataset.native_mask(i), dataset.samples[i].name)
 
 
@@ -167,7 +183,8 @@ def _save(payload: dict, path: Path) -> None:
 def fit(model: nn.Module, loss_fn: nn.Module, train_loader: DataLoader, val_dataset: SegmentationDataset,
         schedule: Schedule, class_names: Sequence[str], *, seed: int = 0, precision: str = "fp32",
         channels_last: bool = True, work_dir: Path | None = None, progress: bool = True,
-        stop_after_epoch: int | None = None, on_epoch: Callable[[dict], None] | None = None) -> FitResult | None:
+        stop_after_epoch: int | None = None, on_epoch: Callable[[dict], None] | None = None,
+        ctx: distributed.Context = distributed.SINGLE) -> FitResult | None:
     """Train ``model`` and keep the weights with the best validation mIoU.
 
     Resumes from ``work_dir/last.pt`` when present.  Returns None when stopped
@@ -184,12 +201,22 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_loader: DataLoader, val_data
         precision: ``bf16`` (autocast) or ``fp32``.
         channels_last: channels-last memory format for model and inputs.
         work_dir: where ``last.pt`` is written after every epoch.
+        ctx: multi-process training (see :mod:`defectlib.distributed`): the
+            model is wrapped in ``DistributedDataParallel``, rank 0 alone
+            validates and writes ``last.pt``, and every rank receives its
+            metrics.  ``train_loader`` must give each rank its share.
     """
-    model = prepare(model, channels_last)
+    model = prepare(model.to(ctx.device), channels_last)
+    net = model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    progress = progress and ctx.is_main
     optimizer, scheduler = schedule.build(model, len(train_loader))
     state = {"epoch": 0, "history": [], "best_miou": -1.0, "best_epoch": None, "best_val": None,
              "bad_epochs": 0, "train_seconds": 0.0, "train_images": 0}
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     last = Path(work_dir) / "last.pt" if work_dir else None
     if last is not None and last.is_file():
         saved = torch.load(last, map_location="cpu", weights_only=True)
@@ -200,7 +227,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_loader: DataLoader, val_data
     for epoch in range(state["epoch"] + 1, schedule.epochs + 1):
         if schedule.patience is not None and state["bad_epochs"] >= schedule.patience:
             break
-        es = epoch_seed(seed, epoch)
+        es = epoch_seed(seed, epoch) + 1_000_003 * ctx.rank   # each process its own augmentation and dropout
         torch.manual_seed(es)
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
@@ -209,14 +236,19 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_loader: DataLoader, val_data
         t0, losses, images = time.time(), [], 0
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{schedule.epochs}", disable=not progress, leave=False)
         for batch in bar:
-            losses.append(train_step(model, batch, loss_fn, optimizer, scheduler, precision, channels_last))
+            losses.append(train_step(net, batch, loss_fn, optimizer, scheduler, precision, channels_last))
             images += len(batch["image"])
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        loss_sum, steps, images = distributed.all_sum([float(np.sum(losses)), len(losses), images], ctx)
+        images = int(images)
         train_time = time.time() - t0
         t1 = time.time()
-        val = evaluate(model, val_dataset, class_names, precision=precision, channels_last=channels_last,
-                       progress=progress, desc="validate")
-        entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
+        val = None
+        if ctx.is_main:
+            val = evaluate(model, val_dataset, class_names, precision=precision, channels_last=channels_last,
+                           progress=progress, desc="validate")
+        val = distributed.broadcast(val, ctx)
+        entry = {"epoch": epoch, "train_loss": loss_sum / steps, "lr": scheduler.get_last_lr()[0],
                  "val_miou": val["miou"], "val_defect_miou": val["defect_miou"],
                  "val_binary_defect_iou": val["binary_defect_iou"], "val_image_auroc": val["image_auroc"],
                  "train_seconds": train_time, "val_seconds": time.time() - t1, "images": images}
@@ -230,11 +262,11 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_loader: DataLoader, val_data
             on_epoch(entry)
         if val["miou"] > state["best_miou"]:
             state.update(best_miou=val["miou"], best_epoch=epoch, best_val=val, bad_epochs=0)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        if last is not None:
+        if last is not None and ctx.is_main:
             _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "scheduler": scheduler.state_dict(), "best": best_state, "state": state}, last)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
