@@ -1,0 +1,102 @@
+"""Inference speed and accuracy of a checkpoint on this CPU: PyTorch fp32 and bfloat16, ONNX Runtime fp32 and int8.
+
+For each engine: images/s of the network at the checkpoint's input size
+(256 px), batch 8, the median of interleaved repetitions (so that a slow
+moment of the machine hits every engine alike), its ratio to PyTorch fp32,
+and the mIoU and defect mIoU of the same engine on the checkpoint's test
+fold at native resolution, all measured in this one run.  Writes the table
+as JSON for the book's "Deploying the model" page.
+
+    python benchmarks/infer_speed.py [--checkpoint results/checkpoints/<run>.pt] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from defectlib import experiments, export, models, training
+from defectlib.data import project_root
+from timing import interleaved_medians
+
+DEFAULT_CHECKPOINT = "results/checkpoints/baseline-619be3c1a607-fold0-seed0.pt"
+DEFAULT_OUT = "benchmarks/results/infer_speed.json"
+
+
+class OnnxAsModule(nn.Module):
+    """An ONNX Runtime model behind the ``nn.Module`` call that defectlib's evaluation uses."""
+
+    def __init__(self, onnx_model: export.OnnxModel):
+        super().__init__()
+        self.onnx_model = onnx_model
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.onnx_model.logits(batch.contiguous())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=DEFAULT_OUT, help="JSON results (default %(default)s)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    checkpoint = project_root() / args.checkpoint if not Path(args.checkpoint).exists() else Path(args.checkpoint)
+    meta: dict = {}
+    net, cfg = models.load_checkpoint(checkpoint, meta)
+    fold = int(meta.get("fold", 0))
+    classes = cfg["data"]["classes"]
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = export.export_onnx(checkpoint, Path(tmp) / "model.onnx")
+        int8_path = export.quantize_int8(fp32_path, Path(tmp) / "model-int8.onnx")
+        engines = {  # name: (module, precision, channels_last)
+            "PyTorch fp32": (models.prepare(net, False), "fp32", False),
+            "PyTorch bf16 + channels_last": (models.prepare(models.load_checkpoint(checkpoint)[0], True),
+                                             "bf16", True),
+            "ONNX Runtime fp32": (OnnxAsModule(export.OnnxModel(fp32_path, args.threads)), "fp32", False),
+            "ONNX Runtime int8 (dynamic)": (OnnxAsModule(export.OnnxModel(int8_path, args.threads)), "fp32", False),
+        }
+        test = experiments.make_dataset(cfg, experiments.fold_samples(cfg, fold)["test"], progress=True)
+        batch = torch.stack([test[i]["image"] for i in range(min(args.batch, len(test)))])
+
+        @torch.no_grad()
+        def step(name: str) -> float:
+            module, precision, cl = engines[name]
+            t = time.perf_counter()
+            models.logits(module, batch, precision, cl)
+            return time.perf_counter() - t
+
+        medians = interleaved_medians(engines, step, args.repeats)
+        rows = []
+        for name, (module, precision, cl) in engines.items():
+            metrics = training.evaluate(module, test, classes, precision=precision, channels_last=cl,
+                                        progress=True, desc=name)
+            rows.append({"engine": name, "images_per_second": len(batch) / medians[name],
+                         "test_miou": metrics["miou"], "test_defect_miou": metrics["defect_miou"]})
+    base = rows[0]["images_per_second"]
+    for row in rows:
+        row["ratio"] = row["images_per_second"] / base
+    result = {"checkpoint": str(args.checkpoint), "fold": fold, "test_images": len(test), "threads": args.threads,
+              "batch": len(batch), "image_size": cfg["data"]["image_size"], "repeats": args.repeats,
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "rows": rows}
+    print(f"threads {args.threads}, batch {len(batch)}, {cfg['data']['image_size']} px, median of {args.repeats} "
+          f"interleaved batches; accuracy on the {len(test)} test images of fold {fold}")
+    print(f"{'engine':<32}{'img/s':>8}{'ratio':>8}{'test mIoU':>11}{'defect mIoU':>13}")
+    for row in rows:
+        print(f"{row['engine']:<32}{row['images_per_second']:>8.1f}{row['ratio']:>8.2f}"
+              f"{100 * row['test_miou']:>10.1f}%{100 * row['test_defect_miou']:>12.1f}%")
+    out = project_root() / args.out if not Path(args.out).is_absolute() else Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
