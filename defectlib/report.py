@@ -186,6 +186,37 @@ def select_arm(arms: dict[str, Sequence[dict]], tolerance: float = 0.005) -> str
     return max(close, key=lambda a: means[a][1])
 
 
+def combine_steps(arms: dict[str, Sequence[dict]], start: tuple[str, str],
+                  steps: Sequence[tuple[str, str]]) -> str:
+    """The "best combination" rule of the augmentation chapter, on validation only.
+
+    Each step's arm is the arm before it plus one component. A component is
+    kept when its arm's mean validation mIoU beats that of the arm before it;
+    the combination is the starting augmentation followed by the kept
+    components. The steps are cumulative, so each gain is read in the context
+    of the components before it.
+
+    Args:
+        arms: records per arm.
+        start: ``(arm, augment)`` the ladder starts from, e.g. ``("flips", "flips")``.
+        steps: ``(arm, component)`` in ladder order; a component that replaces
+            one before it is written ``"new-old"`` (``"d4-flips"``: the square's
+            symmetries include the flips).
+
+    Returns:
+        An ``augment`` string, e.g. ``"d4+photometric"``.
+    """
+    mean = {a: mean_std([r["val"]["miou"] for r in rs])[0] for a, rs in arms.items()}
+    previous, augment = start
+    parts = [] if augment == "none" else augment.split("+")
+    for arm, component in steps:
+        if mean[arm] > mean[previous]:
+            added, _, replaced = component.partition("-")
+            parts = [p for p in parts if p != replaced] + [added]
+        previous = arm
+    return "+".join(parts) or "none"
+
+
 # ----------------------------------------------------------------------------
 # Ablation chapters: one family of arms, each run on the same folds
 # ----------------------------------------------------------------------------

@@ -111,3 +111,15 @@ def test_images_at_rank_picks_worst_median_and_best_of_each_class(tmp_path):
     assert report.images_at_rank(record, "test", 0.0) == [("A", "i0", 0.0)]
     assert report.images_at_rank(record, "test", 0.5) == [("A", "i2", 0.5)]
     assert report.images_at_rank(record, "test", 1.0) == [("A", "i3", 1.0)]
+
+
+def test_combine_steps_keeps_components_whose_step_raised_validation_miou():
+    arms = {"flips": [_record(0, 0.40, 0.1)], "d4": [_record(0, 0.42, 0.1)],
+            "affine": [_record(0, 0.41, 0.1)], "photometric": [_record(0, 0.43, 0.1)]}
+    steps = [("d4", "d4-flips"), ("affine", "affine"), ("photometric", "photometric")]
+    # d4 beats flips (kept, replacing flips); affine falls (dropped); photometric beats affine (kept)
+    assert report.combine_steps(arms, ("flips", "flips"), steps) == "d4+photometric"
+    arms["d4"] = [_record(0, 0.39, 0.1)]   # now d4 falls; affine rises over d4, photometric over affine
+    assert report.combine_steps(arms, ("flips", "flips"), steps) == "flips+affine+photometric"
+    assert report.combine_steps({"a": [_record(0, 0.5, 0)], "b": [_record(0, 0.4, 0)]},
+                                ("a", "none"), [("b", "flips")]) == "none"
