@@ -125,11 +125,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{cfg['data']['root'] or 'Magnetic Tile'}: no images to evaluate in split {split!r}")
     ds = make_dataset(cfg, chosen, progress=True, desc=f"decode {split}")
     metrics = evaluate(prepare(model), ds, cfg["data"]["classes"], precision=resolve_precision(args.precision),
-                       progress=True, desc=split)
-    print(f"{len(ds)} images ({split})")
+                       progress=True, desc=split, tta=args.tta)
+    print(f"{len(ds)} images ({split}{', flip test-time augmentation' if args.tta == 'flips' else ''})")
     print(format_metrics(metrics))
     out = Path(args.out or Path(args.checkpoint).with_suffix(f".{split}.json"))
-    write_json(out, {"checkpoint": str(args.checkpoint), "split": split,
+    write_json(out, {"checkpoint": str(args.checkpoint), "split": split, "tta": args.tta,
                      "fold": None if split == "all" else fold, "images": len(ds),
                      "metrics": metrics})
     print(f"wrote {out}")
@@ -141,7 +141,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     rows, failures = predict_to_folder(args.checkpoint, args.inputs, args.out, overwrite=args.overwrite,
                                        max_pixels=int(args.max_pixels * 1e6), precision=args.precision,
-                                       backend=args.backend)
+                                       backend=args.backend, tta=args.tta)
     print(f"wrote {len(rows) - len(failures)} prediction(s) to {args.out}")
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
@@ -213,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="part of fold --fold, or all images (default: val, or all with --data)")
     p.add_argument("--fold", type=int, help="fold k of the partition (default: the checkpoint's own fold)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--tta", choices=("none", "flips"), default="none",
+                   help="test-time augmentation: flips averages the logits over the four flips (4x the work)")
     p.add_argument("--out", help="JSON output (default: next to the checkpoint)")
     _add_data_options(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -231,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=float, default=50, metavar="MPX",
                    help="skip images larger than this many megapixels (default 50)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--tta", choices=("none", "flips"), default="none",
+                   help="test-time augmentation: flips averages the logits over the four flips (4x the work)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="inference engine (default torch)")
     p.set_defaults(func=_cmd_predict)

@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .data import IMAGE_SUFFIXES, MAX_PIXELS, DatasetError, read_image, to_network_input
-from .models import encoder_normalization, load_checkpoint, logits, prepare, resolve_precision
+from .models import TTA_MODES, encoder_normalization, load_checkpoint, logits, prepare, resolve_precision, with_tta
 from .viz import overlay
 
 #: Output rows computed at once when bringing probabilities to native size.
@@ -128,13 +128,16 @@ class Predictor:
             runs the exported model as it is).
         max_pixels: larger images are refused (:class:`DatasetError`).
         backend: ``torch`` or ``onnxruntime``.
+        tta: ``none``, or ``flips`` to average the logits over the four flips of each image (4x the work).
     """
 
     def __init__(self, checkpoint: str | Path, precision: str = "auto", max_pixels: int | None = MAX_PIXELS,
-                 backend: str = "torch"):
+                 backend: str = "torch", tta: str = "none"):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-        self.backend, self.max_pixels = backend, max_pixels
+        if tta not in TTA_MODES:
+            raise ValueError(f"unknown test-time augmentation {tta!r}; choose from {TTA_MODES}")
+        self.backend, self.max_pixels, self.tta = backend, max_pixels, tta
         if backend == "onnxruntime":
             from .export import OnnxModel
 
@@ -152,10 +155,10 @@ class Predictor:
 
     @torch.no_grad()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, C, h, w)`` of a normalised batch ``(N, 3, h, w)``."""
+        """Logits ``(N, C, h, w)`` of a normalised batch ``(N, 3, h, w)`` (averaged over flips with ``tta``)."""
         if self.backend == "onnxruntime":
-            return self.onnx.logits(batch)
-        return logits(self.model.eval(), batch, self.precision)
+            return with_tta(self.onnx.logits, batch, self.tta)
+        return with_tta(lambda x: logits(self.model.eval(), x, self.precision), batch, self.tta)
 
     def predict_array(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """``(class-index mask (H, W), score)`` for a grayscale ``(H, W)`` uint8 image."""
@@ -203,7 +206,7 @@ def check_output_folder(out_dir: Path, inputs: Iterable[str | Path], overwrite: 
 
 def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
                       overwrite: bool = False, max_pixels: int | None = MAX_PIXELS, precision: str = "auto",
-                      progress: bool = True, backend: str = "torch") -> tuple[list[dict], list[str]]:
+                      progress: bool = True, backend: str = "torch", tta: str = "none") -> tuple[list[dict], list[str]]:
     """Predict every input and write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``predictions.csv``.
 
     The checkpoint and the output folder are checked before any work
@@ -218,7 +221,7 @@ def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_
     inputs = list(inputs)
     out_dir = Path(out_dir)
     check_output_folder(out_dir, inputs, overwrite)
-    predictor = Predictor(checkpoint, precision, max_pixels, backend)
+    predictor = Predictor(checkpoint, precision, max_pixels, backend, tta)
     files = expand_inputs(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, failures, used = [], [], set()

@@ -26,6 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
+#: Test-time augmentation: ``none``, or ``flips`` (mean logits over the image and its horizontal,
+#: vertical and double flips, each flipped back).
+TTA_MODES = ("none", "flips")
+_FLIP_DIMS = ((), (-1,), (-2,), (-2, -1))
 LITE0 = "tf_efficientnet_lite0"
 
 
@@ -146,18 +150,36 @@ def logits(model: nn.Module, images: torch.Tensor, precision: str = "fp32", chan
     return out.float()
 
 
+def with_tta(forward, images: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """``forward(images)``, or with ``tta="flips"`` its mean over the four flips of the batch, each flipped back.
+
+    ``forward`` maps ``(N, 3, h, w)`` inputs to ``(N, C, h, w)`` logits (any backend).
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; choose from {TTA_MODES}")
+    if tta == "none":
+        return forward(images)
+    total = None
+    for dims in _FLIP_DIMS:
+        out = forward(images.flip(dims) if dims else images)
+        out = out.flip(dims) if dims else out
+        total = out if total is None else total + out
+    return total / len(_FLIP_DIMS)
+
+
 @torch.no_grad()
 def predict_probs(model: nn.Module, images: torch.Tensor, sizes: list[tuple[int, int]], precision: str = "fp32",
-                  channels_last: bool = True) -> list[torch.Tensor]:
+                  channels_last: bool = True, tta: str = "none") -> list[torch.Tensor]:
     """Softmax probabilities resized back to each image's native ``(H, W)``, on the CPU.
 
-    The logits are resized bilinearly, then the softmax is taken.
+    The logits (averaged over flips with ``tta="flips"``) are resized
+    bilinearly, then the softmax is taken.
 
     Shape:
         - ``images``: ``(N, 3, h, w)`` normalised network inputs.
         - output: N tensors ``(C, H_i, W_i)``.
     """
-    out = logits(model, images, precision, channels_last)
+    out = with_tta(lambda x: logits(model, x, precision, channels_last), images, tta)
     return [F.interpolate(o[None], size=tuple(s), mode="bilinear", align_corners=False)[0].softmax(0).cpu()
             for o, s in zip(out, sizes)]
 

@@ -132,23 +132,24 @@ def train_step(model: nn.Module, batch: dict, loss_fn: nn.Module, optimizer, sch
 
 @torch.no_grad()
 def eval_step(model: nn.Module, batch: dict, dataset: SegmentationDataset, meter: SegmentationMeter,
-              precision: str = "fp32", channels_last: bool = True) -> None:
+              precision: str = "fp32", channels_last: bool = True, tta: str = "none") -> None:
     """Predict a batch and add each image, at native resolution, to ``meter``."""
     model.eval()
     indices = batch["index"].tolist()
     sizes = [dataset.sizes[i] for i in indices]
     images = batch["image"].to(model_device(model))
-    for i, probs in zip(indices, predict_probs(model, images, sizes, precision, channels_last)):
+    for i, probs in zip(indices, predict_probs(model, images, sizes, precision, channels_last, tta)):
         meter.update(probs, dataset.native_mask(i), dataset.samples[i].name)
 
 
 def evaluate(model: nn.Module, dataset: SegmentationDataset, class_names: Sequence[str], batch_size: int = 16,
              precision: str = "fp32", channels_last: bool = True, progress: bool = False, desc: str = "evaluate",
-             meter: SegmentationMeter | None = None) -> dict:
+             meter: SegmentationMeter | None = None, tta: str = "none") -> dict:
     """Metrics of ``model`` on ``dataset`` at each image's native resolution (see :mod:`defectlib.metrics`).
 
     The dataset must keep native masks (``keep_native=True``).  Pass a
-    ``meter`` to keep the per-image counts (e.g. for bootstrap intervals).
+    ``meter`` to keep the per-image counts (e.g. for bootstrap intervals);
+    ``tta="flips"`` averages the logits over the four flips of each image.
 
     Raises:
         ValueError: the dataset holds no image.
@@ -157,7 +158,7 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, class_names: Sequen
         raise ValueError("no images to evaluate")
     meter = meter if meter is not None else SegmentationMeter(class_names)
     for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=desc, disable=not progress, leave=False):
-        eval_step(model, batch, dataset, meter, precision, channels_last)
+        eval_step(model, batch, dataset, meter, precision, channels_last, tta)
     return meter.compute()
 
 

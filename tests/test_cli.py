@@ -197,3 +197,15 @@ def test_family_trains_each_arm_fold_by_fold(tmp_path, monkeypatch, capsys):
     assert runs[0].startswith("baseline-") and runs[1].startswith("loss-dice-")
     assert main(["train", "--config", "configs/loss_ablation.yaml", "--arm", "nope"]) == 2
     assert "no arm(s) ['nope']" in capsys.readouterr().err
+
+
+def test_flip_tta_from_the_command_line(trained_run, tmp_path, capsys):
+    ckpt = str(_checkpoint(trained_run))
+    out = tmp_path / "tta.json"
+    assert main(["evaluate", "--checkpoint", ckpt, "--tta", "flips", "--out", str(out)]) == 0
+    assert "flip test-time augmentation" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["tta"] == "flips" and 0 <= result["metrics"]["miou"] <= 1
+    image = sorted((sample_dataset() / "MT_Crack" / "Imgs").glob("*.jpg"))[0]
+    assert main(["predict", "--checkpoint", ckpt, "--tta", "flips", str(image), "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / f"{image.stem}_mask.png").is_file()

@@ -52,3 +52,23 @@ def test_architectures_build_offline(monkeypatch, architecture):
 def test_pretrained_other_encoder_is_refused():
     with pytest.raises(ValueError, match="offline ImageNet weights"):
         build_model("unet", encoder="resnet18", pretrained=True)
+
+
+def test_flip_tta_averages_the_flipped_back_outputs():
+    from defectlib.models import with_tta
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 2, 3, padding=1)           # not flip-equivariant: its kernel is asymmetric
+    x = torch.randn(2, 3, 8, 10)
+    with torch.no_grad():
+        expected = (conv(x) + conv(x.flip(-1)).flip(-1) + conv(x.flip(-2)).flip(-2)
+                    + conv(x.flip((-2, -1))).flip((-2, -1))) / 4
+        assert torch.allclose(with_tta(conv, x, "flips"), expected, atol=1e-6)
+        assert not torch.allclose(with_tta(conv, x, "flips"), conv(x), atol=1e-3)
+        assert torch.equal(with_tta(conv, x, "none"), conv(x))
+        # a flip-equivariant network (a symmetric kernel) is unchanged by flip TTA
+        sym = torch.nn.Conv2d(3, 2, 3, padding=1, bias=False)
+        sym.weight.copy_(torch.ones_like(sym.weight))
+        assert torch.allclose(with_tta(sym, x, "flips"), sym(x), atol=1e-5)
+    with pytest.raises(ValueError, match="rot90"):
+        with_tta(conv, x, "rot90")
