@@ -339,3 +339,63 @@ def images_at_rank(record: dict, split: str, rank: float = 0.5) -> list[tuple[st
             k = order[min(int(rank * len(order)), len(order) - 1)]
             chosen.append((name, table["names"][k], float(scores[k])))
     return chosen
+
+
+# ----------------------------------------------------------------------------
+# Final chapter: every image tested once, image-level decisions
+# ----------------------------------------------------------------------------
+
+def pool_records(records: Sequence[dict], split: str = "test") -> dict:
+    """One record-like dict whose ``split`` per-image table joins those of ``records``.
+
+    With the five test folds of one recipe, every image is tested exactly once
+    (out of fold); :func:`group_bootstrap`, :func:`false_alarms` and
+    :func:`table_metrics` accept the result like a run record.
+
+    Raises:
+        ValueError: no records, records of different partitions, or an image in two of them.
+    """
+    if not records:
+        raise ValueError("no records to pool")
+    split_files = {r["split_file"] for r in records}
+    if len(split_files) > 1:
+        raise ValueError(f"records of different partitions cannot be pooled: {sorted(split_files)}")
+    table = {"names": [], "scores": [], "confusion": []}
+    for r in records:
+        for key in table:
+            table[key] += list(r["per_image"][split][key])
+    seen: set = set()
+    twice = [n for n in table["names"] if n in seen or seen.add(n)]
+    if twice:
+        raise ValueError(f"image(s) tested in more than one record, e.g. {twice[0]}")
+    pooled = {"config": records[0]["config"], "split_file": records[0]["split_file"],
+              "folds": sorted(r["fold"] for r in records), "per_image": {split: table}}
+    pooled[split] = table_metrics(table, records[0]["config"]["data"]["classes"])
+    return pooled
+
+
+def table_metrics(table: dict, class_names: Sequence[str], threshold: float = 0.5) -> dict:
+    """Split-level metrics (as a record holds them) recomputed from a per-image table."""
+    from .metrics import image_level_metrics, reduce_confusion
+
+    cms = per_image_confusions(table)
+    out = reduce_confusion(cms.sum(0), class_names)
+    out.update(image_level_metrics(np.asarray(table["scores"]), cms[:, 1:, :].sum(axis=(1, 2)) > 0, threshold))
+    out["images"] = len(cms)
+    out["confusion_matrix"] = cms.sum(0).tolist()
+    return out
+
+
+def accuracy_threshold(table: dict) -> float:
+    """The image-score threshold with the highest "has a defect" accuracy on a per-image table.
+
+    Candidates are the midpoints between consecutive distinct scores (and
+    the ends); ties go to the lowest threshold. Choose it on validation, apply
+    it to test.
+    """
+    scores = np.asarray(table["scores"], float)
+    truth = per_image_confusions(table)[:, 1:, :].sum(axis=(1, 2)) > 0
+    distinct = np.unique(scores)
+    candidates = np.concatenate([[distinct[0] - 1e-6], (distinct[:-1] + distinct[1:]) / 2, [distinct[-1] + 1e-6]])
+    accuracy = [np.mean((scores >= t) == truth) for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])

@@ -123,3 +123,33 @@ def test_combine_steps_keeps_components_whose_step_raised_validation_miou():
     assert report.combine_steps(arms, ("flips", "flips"), steps) == "flips+affine+photometric"
     assert report.combine_steps({"a": [_record(0, 0.5, 0)], "b": [_record(0, 0.4, 0)]},
                                 ("a", "none"), [("b", "flips")]) == "none"
+
+
+def _table(names, scores, defect):
+    # 2 classes; an image with a defect has 10 true defect pixels, all found
+    return {"names": names, "scores": scores,
+            "confusion": [[90, 0, 0, 10] if d else [100, 0, 0, 0] for d in defect]}
+
+
+def test_pool_records_joins_folds_and_refuses_an_image_twice():
+    a = _record(0, 0.4, 0.1, per_image=_table(["x", "y"], [0.9, 0.1], [True, False]))
+    b = _record(1, 0.4, 0.1, per_image=_table(["z"], [0.8], [True]))
+    for r in (a, b):
+        r["split_file"] = "data/splits/magnetic_tile.json"
+    pooled = report.pool_records([a, b])
+    assert pooled["per_image"]["test"]["names"] == ["x", "y", "z"] and pooled["folds"] == [0, 1]
+    assert pooled["test"]["images"] == 3 and pooled["test"]["iou"]["A"] == 1.0
+    assert pooled["test"]["image_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="more than one record"):
+        report.pool_records([a, a])
+    b["split_file"] = "other.json"
+    with pytest.raises(ValueError, match="different partitions"):
+        report.pool_records([a, b])
+
+
+def test_accuracy_threshold_is_chosen_between_the_classes():
+    table = _table(list("abcd"), [0.2, 0.3, 0.35, 0.9], [False, False, True, True])
+    t = report.accuracy_threshold(table)
+    assert 0.3 < t <= 0.35
+    assert report.table_metrics(table, ("background", "A"), threshold=t)["image_accuracy"] == 1.0
+    assert report.table_metrics(table, ("background", "A"))["image_accuracy"] == 0.75   # 0.5 misses "c"
