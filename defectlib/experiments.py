@@ -496,6 +496,57 @@ def get_run(config: str | Path | dict, fold: int = 0, seed: int | None = None, *
     return train_run(cfg, fold, seed, progress=progress, results_root=results_root)
 
 
+def evaluation_path(record: dict, split: str, tta: str, root: Path | None = None) -> Path:
+    """Where :func:`get_evaluation` keeps a run's evaluation: ``<results>/evals/<run id>-<split>-tta-<mode>.json``."""
+    root = Path(root or results_dir(record["config"].get("profile")))
+    return root / "evals" / f"{record['run_id']}-{split}-tta-{tta}.json"
+
+
+def get_evaluation(record: dict, split: str = "val", tta: str = "flips", *, progress: bool = True,
+                   results_root: Path | None = None) -> dict:
+    """A run's checkpoint evaluated again on its fold's ``split`` with test-time augmentation ``tta``.
+
+    Stored, like run records, and returned from the store when present; the
+    result holds ``metrics`` and the ``per_image`` table of the split (the
+    shape of a record's ``val``/``test`` and ``per_image`` entries), with the
+    checkpoint's SHA-256.
+
+    Raises:
+        FileNotFoundError: the run's checkpoint is not in ``<results>/checkpoints``
+            (checkpoints are local; train the run again with ``--retrain``).
+        ValueError: the checkpoint is not the one the record names (its SHA-256 differs).
+    """
+    from .data import sha256_file
+    from .metrics import SegmentationMeter
+    from .models import load_checkpoint, prepare
+    from .training import evaluate
+
+    path = evaluation_path(record, split, tta, results_root)
+    if path.is_file():
+        return json.loads(path.read_text())
+    root = Path(results_root or results_dir(record["config"].get("profile")))
+    ckpt = root / record["checkpoint"]["path"]
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: checkpoint of run {record['run_id']} not found; "
+                                f"train the run again with --retrain to evaluate it with tta={tta}")
+    digest = sha256_file(ckpt)
+    if digest != record["checkpoint"]["sha256"]:
+        raise ValueError(f"{ckpt}: SHA-256 {digest[:12]}... differs from the record's; not the run's checkpoint")
+    t0 = time.time()
+    model, cfg = load_checkpoint(ckpt)
+    chosen = fold_samples(cfg, record["fold"])[split]
+    dataset = make_dataset(cfg, chosen, progress=progress, desc=f"decode {split}")
+    meter = SegmentationMeter(cfg["data"]["classes"])
+    metrics = evaluate(prepare(model, cfg["train"]["channels_last"]), dataset, cfg["data"]["classes"],
+                       precision=record["precision"], channels_last=cfg["train"]["channels_last"],
+                       progress=progress, desc=f"{split}, tta {tta}", meter=meter, tta=tta)
+    result = {"run_id": record["run_id"], "fold": record["fold"], "split": split, "tta": tta,
+              "checkpoint_sha256": digest, "git_commit": git_commit(), "seconds": time.time() - t0,
+              "metrics": metrics, "per_image": meter.per_image_table()}
+    write_json(path, result)
+    return result
+
+
 def load_records(name: str | None = None, root: Path | None = None) -> list[dict]:
     """All stored records (of one config name if given), sorted by file name."""
     folder = Path(root or results_dir()) / "runs"

@@ -130,3 +130,25 @@ def test_evaluating_zero_images_is_an_error():
     ds = SegmentationDataset([], 8, num_classes=2, keep_native=True)
     with pytest.raises(ValueError, match="no images to evaluate"):
         evaluate(_Oracle(), ds, ("background", "defect"))
+
+
+def test_evaluation_with_flip_tta_is_stored_reused_and_checked(trained_run):
+    from defectlib.experiments import evaluation_path, get_evaluation
+
+    record, root = trained_run
+    plain = get_evaluation(record, "val", "none", progress=False, results_root=root)
+    assert plain["metrics"]["miou"] == pytest.approx(record["val"]["miou"], abs=1e-9)   # the record's own numbers
+    flips = get_evaluation(record, "val", "flips", progress=False, results_root=root)
+    path = evaluation_path(record, "val", "flips", root)
+    assert path.is_file() and flips["per_image"]["names"] == record["per_image"]["val"]["names"]
+    stamp = path.stat().st_mtime_ns
+    again = get_evaluation(record, "val", "flips", results_root=root)
+    assert json.dumps(again, sort_keys=True) == json.dumps(flips, sort_keys=True)
+    assert path.stat().st_mtime_ns == stamp                                              # reused, not recomputed
+    moved = {**record, "run_id": record["run_id"] + "-moved",
+             "checkpoint": {**record["checkpoint"], "path": "checkpoints/nowhere.pt"}}
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        get_evaluation(moved, "val", "flips", results_root=root)
+    forged = {**record, "run_id": record["run_id"] + "-forged", "checkpoint": {**record["checkpoint"], "sha256": "0" * 64}}
+    with pytest.raises(ValueError, match="SHA-256"):
+        get_evaluation(forged, "val", "flips", results_root=root)
