@@ -547,6 +547,19 @@ def get_evaluation(record: dict, split: str = "val", tta: str = "flips", *, prog
     return result
 
 
+def check_winner_config(path: str | Path, arm_cfg: dict) -> str:
+    """Check that the committed config at ``path`` is the selected arm: the same resolved config and hash.
+
+    Returns a one-line summary; raises :class:`ConfigError` naming both hashes when they differ.
+    """
+    committed = load_config(path, arm_cfg.get("profile"))
+    want, got = config_hash(arm_cfg), config_hash(committed)
+    if got != want:
+        raise ConfigError(f"{path}: config hash {got} ({committed['name']}), not the selected arm's {want} "
+                          f"({arm_cfg['name']})")
+    return f"{path}: {committed['name']}, config hash {got}, the selected arm's"
+
+
 def load_records(name: str | None = None, root: Path | None = None) -> list[dict]:
     """All stored records (of one config name if given), sorted by file name."""
     folder = Path(root or results_dir()) / "runs"

@@ -399,3 +399,56 @@ def accuracy_threshold(table: dict) -> float:
     candidates = np.concatenate([[distinct[0] - 1e-6], (distinct[:-1] + distinct[1:]) / 2, [distinct[-1] + 1e-6]])
     accuracy = [np.mean((scores >= t) == truth) for t in candidates]
     return float(candidates[int(np.argmax(accuracy))])
+
+
+# ----------------------------------------------------------------------------
+# Ablation chapters: the pieces of prose and tables every ablation shows
+# ----------------------------------------------------------------------------
+
+def ranking_table(arms: dict[str, Sequence[dict]], tolerance: float = 0.005) -> tuple[pd.DataFrame, str]:
+    """The arms ranked by mean validation mIoU, with the :func:`select_arm` winner marked; returns ``(table, winner)``."""
+    winner = select_arm(arms, tolerance)
+    table = pd.DataFrame({arm: {"mean validation mIoU (%)": 100 * mean_std([r["val"]["miou"] for r in rs])[0],
+                                "mean validation defect mIoU (%)":
+                                    100 * mean_std([r["val"]["defect_miou"] for r in rs])[0]}
+                          for arm, rs in arms.items()}).T.sort_values("mean validation mIoU (%)", ascending=False)
+    best = table["mean validation mIoU (%)"].max()
+    table[f"within {100 * tolerance:.1f} points of the best"] = np.where(
+        table["mean validation mIoU (%)"] >= best - 100 * tolerance, "yes", "")
+    table["selected"] = np.where(table.index == winner, "winner", "")
+    table.index.name = "arm"
+    return table, winner
+
+
+def throughput_note(arms: dict[str, Sequence[dict]], what: str, slow: float = 0.8) -> str:
+    """A sentence on training throughput over all runs, naming runs slowed by other work on the machine."""
+    speed = pd.Series({r["run_id"]: r["train_images_per_second"] for rs in arms.values() for r in rs})
+    slowed = speed[speed < slow * speed.median()]
+    text = f"Training throughput over all {len(speed)} runs: median **{speed.median():.1f}** images/s. "
+    if len(slowed):
+        return text + (f"{len(slowed)} run(s) trained below {slow:.0%} of that median "
+                       f"({', '.join(f'`{k}`' for k in slowed.index)}) because other work shared the machine; "
+                       f"their wall times overstate the cost of {what}.")
+    return text + f"No run trained below {slow:.0%} of that median, so the wall times compare {what}s."
+
+
+def class_lines(arms: dict[str, Sequence[dict]], reference: str, winner: str) -> str:
+    """Markdown bullets, per defect class: its mean test IoU with ``reference`` and ``winner``, and the arm best for it on validation."""
+    test = class_iou_table(arms, "test") * 100
+    val = class_iou_table(arms, "val")
+    lines = []
+    for name in test.columns[1:]:
+        best = val[name].idxmax()
+        lines.append(f"- **{name}**: test IoU {test.loc[reference, name]:.1f} % with {reference}, "
+                     f"{test.loc[winner, name]:.1f} % with {winner}; the arm best for it on validation is "
+                     f"{best} (test {test.loc[best, name]:.1f} %).")
+    return "\n".join(lines)
+
+
+def summary_values(records: Sequence[dict]) -> dict[str, float]:
+    """Headline numbers of an arm in percent: mean validation mIoU, and mean and std of test mIoU and defect mIoU."""
+    out = {"val_miou": 100 * mean_std([r["val"]["miou"] for r in records])[0]}
+    for key in ("miou", "defect_miou"):
+        mean, std = mean_std([r["test"][key] for r in records])
+        out[f"test_{key}_mean"], out[f"test_{key}_std"] = 100 * mean, 100 * std
+    return out

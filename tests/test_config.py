@@ -75,3 +75,13 @@ def test_smoke_profile_overrides():
     cfg = ex.load_config("configs/baseline.yaml", profile="smoke")
     assert cfg["data"]["image_size"] == 64 and cfg["train"]["epochs"] == 2
     assert ex.config_hash(cfg) != ex.config_hash(ex.load_config("configs/baseline.yaml", profile="full"))
+
+
+def test_winner_config_check_names_both_hashes(tmp_path):
+    from defectlib.config import ConfigError
+    from defectlib.experiments import check_winner_config, load_family
+
+    arms = load_family("configs/loss_ablation.yaml", profile="smoke")
+    assert "the selected arm's" in check_winner_config("configs/baseline.yaml", arms["ce"])
+    with pytest.raises(ConfigError, match="not the selected arm's"):
+        check_winner_config("configs/baseline.yaml", arms["dice"])

@@ -153,3 +153,22 @@ def test_accuracy_threshold_is_chosen_between_the_classes():
     assert 0.3 < t <= 0.35
     assert report.table_metrics(table, ("background", "A"), threshold=t)["image_accuracy"] == 1.0
     assert report.table_metrics(table, ("background", "A"))["image_accuracy"] == 0.75   # 0.5 misses "c"
+
+
+def test_ablation_prose_helpers():
+    def rec(run, val, test_iou_a, speed):
+        r = _record(0, val, 0.1)
+        r["val"]["iou"] = {"background": 0.9, "A": val}
+        r["test"]["iou"] = {"background": 0.9, "A": test_iou_a}
+        r.update(run_id=run, train_images_per_second=speed)
+        return r
+    arms = {"ref": [rec("r0", 0.30, 0.10, 10.0)], "new": [rec("n0", 0.40, 0.20, 10.5)],
+            "slow": [rec("s0", 0.20, 0.05, 4.0)]}
+    table, winner = report.ranking_table(arms)
+    assert winner == "new" and list(table.index) == ["new", "ref", "slow"] and table.loc["new", "selected"] == "winner"
+    assert "`s0`" in report.throughput_note(arms, "the loss") and "1 run(s)" in report.throughput_note(arms, "the loss")
+    assert "No run" in report.throughput_note({k: v for k, v in arms.items() if k != "slow"}, "the loss")
+    assert report.class_lines(arms, "ref", "new") == (
+        "- **A**: test IoU 10.0 % with ref, 20.0 % with new; the arm best for it on validation is new (test 20.0 %).")
+    values = report.summary_values(arms["new"] * 2)
+    assert values["val_miou"] == pytest.approx(40.0) and values["test_miou_std"] == 0.0
