@@ -172,3 +172,36 @@ def test_ablation_prose_helpers():
         "- **A**: test IoU 10.0 % with ref, 20.0 % with new; the arm best for it on validation is new (test 20.0 %).")
     values = report.summary_values(arms["new"] * 2)
     assert values["val_miou"] == pytest.approx(40.0) and values["test_miou_std"] == 0.0
+
+
+def _kinds_record(confusions, names):
+    # 3 classes: background, A, B; flattened 3x3 confusions, rows truth
+    return {"config": {"data": {"classes": ["background", "A", "B"]}},
+            "per_image": {"test": {"names": names, "scores": [0.0] * len(names), "confusion": confusions}}}
+
+
+def test_failure_kinds_name_each_outcome():
+    confusions = [
+        [100, 0, 0, 2, 18, 0, 0, 0, 0],    # A: 18 of 20 found -> found
+        [100, 0, 0, 5, 3, 12, 0, 0, 0],    # A: mostly predicted B -> wrong class
+        [100, 0, 0, 15, 3, 2, 0, 0, 0],    # A: mostly background -> missed
+        [100, 10, 0, 6, 9, 0, 0, 0, 0],    # A: 9 of 15 found but 10 false pixels, IoU 0.36 -> partly found
+        [900, 70, 0, 0, 0, 0, 0, 0, 0],    # Free, 70 pixels predicted A -> false alarm
+        [960, 10, 0, 0, 0, 0, 0, 0, 0],    # Free, 10 pixels -> clean
+    ]
+    kinds = report.failure_kinds(_kinds_record(confusions, list("uvwxyz")))
+    assert kinds["kind"].tolist() == ["found", "wrong class", "missed", "partly found", "false alarm", "clean"]
+    assert kinds["predicted"].tolist()[:2] == ["A", "B"] and kinds["truth"].tolist()[-1] == "Free"
+    table = report.failure_table(kinds)
+    assert table.loc["A", "images"] == 4 and table.loc["Free", "false alarm"] == 1
+
+
+def test_disagreements_rank_both_directions():
+    good = [100, 0, 0, 0, 20, 0, 0, 0, 0]
+    bad = [100, 0, 0, 20, 0, 0, 0, 0, 0]
+    a = _kinds_record([good, bad, good], ["p", "q", "r"])
+    b = _kinds_record([bad, good, good], ["p", "q", "r"])
+    top = report.disagreements(a, b, top=1)
+    assert top["name"].tolist() == ["q", "p"] and top["difference"].tolist() == [1.0, -1.0]
+    with pytest.raises(ValueError, match="same images"):
+        report.disagreements(a, _kinds_record([good], ["p"]))
