@@ -525,3 +525,34 @@ def disagreements(record_a: dict, record_b: dict, split: str = "test", top: int 
     joined = joined[joined["truth"] != "Free"].assign(difference=lambda d: d["iou b"] - d["iou a"])
     ordered = joined.sort_values("difference", kind="stable")
     return pd.concat([ordered.tail(top)[::-1], ordered.head(top)]).reset_index(drop=True)
+
+
+def ladder_table(steps: dict[str, Sequence[dict]], split: str = "test", keys: Sequence[str] = ("miou", "defect_miou"),
+                 n_boot: int = 1000) -> pd.DataFrame:
+    """The report's ladder: per recipe (rows, in order), out-of-fold metrics over the same folds.
+
+    Each step's records are pooled (:func:`pool_records`); the table gives,
+    per metric, the pooled value with its 95 % region-group bootstrap interval
+    and the mean ± std over folds, all as fractions (columns ``<key>``,
+    ``<key> low``, ``<key> high``, ``<key> fold mean``, ``<key> fold std``)
+    plus the folds.
+
+    Raises:
+        ValueError: the steps do not cover the same folds.
+    """
+    fold_sets = {name: tuple(sorted(r["fold"] for r in records)) for name, records in steps.items()}
+    if len(set(fold_sets.values())) > 1:
+        raise ValueError(f"ladder steps cover different folds: {fold_sets}")
+    rows = {}
+    for name, records in steps.items():
+        pooled = pool_records(records, split)
+        interval = group_bootstrap(pooled, split, tuple(keys), n_boot)
+        row = {"folds": " ".join(map(str, fold_sets[name]))}
+        for key in keys:
+            mean, std = mean_std([r[split][key] for r in records])
+            row.update({key: pooled[split][key], f"{key} low": interval[key][0], f"{key} high": interval[key][1],
+                        f"{key} fold mean": mean, f"{key} fold std": std})
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "recipe"
+    return table

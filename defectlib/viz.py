@@ -252,3 +252,24 @@ def plot_predictions(rows: Sequence[tuple[str, object]], predictors: dict, class
             ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def plot_ladder(ladder, keys: Sequence[str] = ("miou", "defect_miou"),
+                labels: Sequence[str] = ("test mIoU (6 classes)", "test defect mIoU (5 classes)")):
+    """The ladder of :func:`defectlib.report.ladder_table`: per recipe, the out-of-fold value with its
+    95 % interval, one panel per metric, recipes in order from left to right."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(11, 4.2), squeeze=False)
+    x = np.arange(len(ladder))
+    for ax, key, label in zip(axes[0], keys, labels):
+        value = 100 * ladder[key].to_numpy(float)
+        low, high = 100 * ladder[f"{key} low"].to_numpy(float), 100 * ladder[f"{key} high"].to_numpy(float)
+        ax.errorbar(x, value, yerr=[value - low, high - value], fmt="o-", capsize=4, color="#4c72b0")
+        for xi, v in zip(x, value):
+            ax.annotate(f"{v:.1f}", (xi, v), textcoords="offset points", xytext=(8, -4))
+        ax.set_xticks(x, list(ladder.index), rotation=15)
+        ax.set_ylabel(f"{label} (%)")
+        ax.set_xlim(-0.4, len(ladder) - 0.4)
+    fig.tight_layout()
+    return fig

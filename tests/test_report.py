@@ -205,3 +205,23 @@ def test_disagreements_rank_both_directions():
     assert top["name"].tolist() == ["q", "p"] and top["difference"].tolist() == [1.0, -1.0]
     with pytest.raises(ValueError, match="same images"):
         report.disagreements(a, _kinds_record([good], ["p"]))
+
+
+def test_ladder_table_pools_each_recipe_and_checks_folds():
+    def recs(found):   # two folds, one defect image each: IoU 1 where found else 0
+        out = []
+        for fold, name in ((0, "p"), (1, "q")):
+            r = _record(fold, 0.4, 0.1, per_image=_table([name], [0.9], [True]))
+            if not found[fold]:
+                r["per_image"]["test"]["confusion"] = [[90, 0, 10, 0]]
+            r["split_file"] = "data/splits/magnetic_tile.json"
+            r["test"]["miou"] = 0.95 if found[fold] else 0.45
+            out.append(r)
+        return out
+    ladder = report.ladder_table({"base": recs((True, False)), "better": recs((True, True))},
+                                 keys=("defect_miou",), n_boot=50)
+    assert list(ladder.index) == ["base", "better"] and ladder.loc["better", "defect_miou"] == 1.0
+    assert ladder.loc["base", "defect_miou"] == 0.5 and ladder.loc["base", "folds"] == "0 1"
+    assert ladder.loc["base", "defect_miou low"] <= 0.5 <= ladder.loc["base", "defect_miou high"]
+    with pytest.raises(ValueError, match="different folds"):
+        report.ladder_table({"a": recs((True, True)), "b": recs((True, True))[:1]})

@@ -40,3 +40,13 @@ def test_ablation_plots_draw_every_arm_and_run():
     assert fig.axes[0].lines[0].get_linewidth() > fig.axes[0].lines[1].get_linewidth()
     ax = viz.plot_class_heatmap(pd.DataFrame({"A": [10.0, 20.0]}, index=["x", "y"]), highlight="y")
     assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y (winner)"]
+
+
+def test_plot_ladder_draws_one_panel_per_metric():
+    import pandas as pd
+
+    ladder = pd.DataFrame({"miou": [0.3, 0.4], "miou low": [0.25, 0.35], "miou high": [0.35, 0.45],
+                           "defect_miou": [0.1, 0.2], "defect_miou low": [0.05, 0.1], "defect_miou high": [0.15, 0.3]},
+                          index=["baseline", "final"])
+    fig = viz.plot_ladder(ladder)
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["baseline", "final"]
