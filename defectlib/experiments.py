@@ -547,6 +547,20 @@ def get_evaluation(record: dict, split: str = "val", tta: str = "flips", *, prog
     return result
 
 
+def record_with_tta(record: dict, tta: str = "flips", splits: tuple[str, ...] = ("val", "test"), *,
+                    progress: bool = True, results_root: Path | None = None) -> dict:
+    """A copy of a run record whose ``splits`` metrics and per-image tables are those of
+    :func:`get_evaluation` with ``tta``; ``tta`` is recorded in the copy. ``tta="none"`` returns the record."""
+    if tta == "none":
+        return record
+    out = {**record, "per_image": dict(record["per_image"]), "tta": tta}
+    for split in splits:
+        evaluation = get_evaluation(record, split, tta, progress=progress, results_root=results_root)
+        out[split] = evaluation["metrics"]
+        out["per_image"][split] = evaluation["per_image"]
+    return out
+
+
 def check_winner_config(path: str | Path, arm_cfg: dict) -> str:
     """Check that the committed config at ``path`` is the selected arm: the same resolved config and hash.
 

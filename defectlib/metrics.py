@@ -172,6 +172,8 @@ def bootstrap_interval(per_image_cms: np.ndarray | list, class_names: Sequence[s
     units are summed and each metric recomputed; the interval is the central
     ``level`` of the ``n_boot`` values.
 
+    ``keys`` are those of :func:`metric_value` (``"miou"``, ``"IoU Crack"``...).
+
     Shape:
         - ``per_image_cms``: ``(N, C, C)``; ``groups``: ``(N,)``.
     """
@@ -181,8 +183,17 @@ def bootstrap_interval(per_image_cms: np.ndarray | list, class_names: Sequence[s
     for _ in range(n_boot):
         reduced = reduce_confusion(units[rng.integers(0, len(units), len(units))].sum(0), class_names)
         for k in keys:
-            values[k].append(reduced[k])
+            values[k].append(metric_value(reduced, k))
     return _percentile_intervals(values, level)
+
+
+def metric_value(metrics: dict, key: str) -> float:
+    """One value of a metrics dict: a summary key (``miou``), or ``IoU <class>`` / ``Dice <class>``."""
+    if key.startswith("IoU "):
+        return metrics["iou"][key[4:]]
+    if key.startswith("Dice "):
+        return metrics["dice"][key[5:]]
+    return metrics[key]
 
 
 def _percentile_intervals(values: dict[str, list[float]], level: float) -> dict[str, tuple[float, float]]:
@@ -226,5 +237,5 @@ def paired_bootstrap_interval(cms_a: np.ndarray | list, cms_b: np.ndarray | list
         ra = reduce_confusion(units_a[draw].sum(0), class_names)
         rb = reduce_confusion(units_b[draw].sum(0), class_names)
         for k in keys:
-            values[k].append(rb[k] - ra[k])
+            values[k].append(metric_value(rb, k) - metric_value(ra, k))
     return _percentile_intervals(values, level)

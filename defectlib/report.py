@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .data import project_root
-from .metrics import bootstrap_interval, class_iou_per_image, paired_bootstrap_interval, per_image_confusions
+from .metrics import (bootstrap_interval, class_iou_per_image, metric_value, paired_bootstrap_interval,
+                      per_image_confusions)
 from .splits import load_split
 
 #: Human labels of the metric keys.
@@ -47,12 +48,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _metric(record: dict, split: str, key: str) -> float:
-    m = record[split]
-    if key.startswith("IoU "):
-        return m["iou"][key[4:]]
-    if key.startswith("Dice "):
-        return m["dice"][key[5:]]
-    return m[key]
+    return metric_value(record[split], key)
 
 
 def fold_table(records: Sequence[dict], split: str, keys: Sequence[str] | None = None) -> pd.DataFrame:

@@ -127,3 +127,15 @@ def test_class_iou_per_image_is_nan_where_the_class_is_absent():
                     [[9, 1], [0, 0]]])     # no true class-1 pixel
     iou = class_iou_per_image(cms, 1)
     assert iou[0] == pytest.approx(0.6) and np.isnan(iou[1])
+
+
+def test_bootstrap_interval_of_one_class_iou_and_dice():
+    from defectlib.metrics import bootstrap_interval, metric_value
+
+    names = ("background", "A")
+    cms = np.stack([np.array([[50, 0], [k, 10]]) for k in range(10)])   # A missed on k pixels
+    reduced = reduce_confusion(cms.sum(0), names)
+    assert metric_value(reduced, "IoU A") == reduced["iou"]["A"] and metric_value(reduced, "Dice A") == reduced["dice"]["A"]
+    ci = bootstrap_interval(cms, names, keys=("IoU A", "Dice A"), n_boot=200)
+    assert ci["IoU A"][0] < reduced["iou"]["A"] < ci["IoU A"][1]
+    assert ci["IoU A"][1] <= ci["Dice A"][1] <= 1.0

@@ -133,6 +133,7 @@ def test_evaluating_zero_images_is_an_error():
 
 
 def test_evaluation_with_flip_tta_is_stored_reused_and_checked(trained_run):
+    from defectlib import experiments
     from defectlib.experiments import evaluation_path, get_evaluation
 
     record, root = trained_run
@@ -145,6 +146,11 @@ def test_evaluation_with_flip_tta_is_stored_reused_and_checked(trained_run):
     again = get_evaluation(record, "val", "flips", results_root=root)
     assert json.dumps(again, sort_keys=True) == json.dumps(flips, sort_keys=True)
     assert path.stat().st_mtime_ns == stamp                                              # reused, not recomputed
+    swapped = experiments.record_with_tta(record, "flips", ("val",), results_root=root)
+    assert json.dumps(swapped["val"]) == json.dumps(flips["metrics"])
+    assert swapped["per_image"]["val"] == flips["per_image"]
+    assert swapped["test"] == record["test"] and swapped["tta"] == "flips" and "tta" not in record
+    assert experiments.record_with_tta(record, "none") is record
     moved = {**record, "run_id": record["run_id"] + "-moved",
              "checkpoint": {**record["checkpoint"], "path": "checkpoints/nowhere.pt"}}
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
