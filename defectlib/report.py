@@ -150,6 +150,11 @@ def interval_table(records: Sequence[dict], split: str = "test", keys: Sequence[
     return pd.DataFrame(rows).set_index(["fold", "metric"])
 
 
+def _has_defect(cms: np.ndarray) -> np.ndarray:
+    """Per image of ``(N, C, C)`` confusion matrices: whether its truth holds any defect pixel."""
+    return cms[:, 1:, :].sum(axis=(1, 2)) > 0
+
+
 def false_alarms(record: dict, split: str = "test", min_pixels: int = 64) -> dict[str, float]:
     """False alarms on the defect-free images of a run's split, from its per-image counts.
 
@@ -159,7 +164,7 @@ def false_alarms(record: dict, split: str = "test", min_pixels: int = 64) -> dic
         their pixels predicted as a defect; ``images``: how many there were.
     """
     cms = per_image_confusions(record["per_image"][split])
-    free = cms[:, 1:, :].sum(axis=(1, 2)) == 0          # no true defect pixel
+    free = ~_has_defect(cms)
     predicted_defect = cms[:, :, 1:].sum(axis=(1, 2))
     if not free.any():
         return {"image_rate": float("nan"), "pixel_rate": float("nan"), "images": 0}
@@ -376,7 +381,7 @@ def table_metrics(table: dict, class_names: Sequence[str], threshold: float = 0.
 
     cms = per_image_confusions(table)
     out = reduce_confusion(cms.sum(0), class_names)
-    out.update(image_level_metrics(np.asarray(table["scores"]), cms[:, 1:, :].sum(axis=(1, 2)) > 0, threshold))
+    out.update(image_level_metrics(np.asarray(table["scores"]), _has_defect(cms), threshold))
     out["images"] = len(cms)
     out["confusion_matrix"] = cms.sum(0).tolist()
     return out
@@ -390,7 +395,7 @@ def accuracy_threshold(table: dict) -> float:
     it to test.
     """
     scores = np.asarray(table["scores"], float)
-    truth = per_image_confusions(table)[:, 1:, :].sum(axis=(1, 2)) > 0
+    truth = _has_defect(per_image_confusions(table))
     distinct = np.unique(scores)
     candidates = np.concatenate([[distinct[0] - 1e-6], (distinct[:-1] + distinct[1:]) / 2, [distinct[-1] + 1e-6]])
     accuracy = [np.mean((scores >= t) == truth) for t in candidates]
