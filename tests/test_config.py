@@ -85,3 +85,14 @@ def test_winner_config_check_names_both_hashes(tmp_path):
     assert "the selected arm's" in check_winner_config("configs/baseline.yaml", arms["ce"])
     with pytest.raises(ConfigError, match="not the selected arm's"):
         check_winner_config("configs/baseline.yaml", arms["dice"])
+
+
+@pytest.mark.parametrize("profile", ["full", "smoke"])
+def test_loss_winner_config_is_its_arm(profile):
+    """configs/loss_winner.yaml must resolve to the loss family's selected arm, so its runs are reused."""
+    from defectlib.experiments import check_winner_config, load_config, load_family
+
+    winner = load_config("configs/loss_winner.yaml", profile=profile)
+    arm = winner["name"].removeprefix("loss-")
+    arms = load_family("configs/loss_ablation.yaml", profile=profile)
+    assert check_winner_config("configs/loss_winner.yaml", arms[arm]).endswith("the selected arm's")
