@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -85,6 +86,17 @@ def static_problems(root: Path) -> list[str]:
     return problems
 
 
+# what the check reads from each opened page
+PAGE_STATE = """
+const article = document.querySelector('article') || document.querySelector('main');
+const images = [...document.images].filter(i => i.complete && i.naturalWidth === 0).map(i => i.src);
+const box = article ? article.getBoundingClientRect() : null;
+return {rendered: !!article && box.height > 50,
+        broken: images,
+        overflow: article ? article.scrollWidth - article.clientWidth : 0,
+        pageOverflow: document.documentElement.scrollWidth - window.innerWidth};"""
+
+
 def browser_problems(root: Path, screenshots: Path | None = None, widths=WIDTHS) -> list[str]:
     """Problems seen by headless Chromium (Debian's chromium and chromium-driver, via selenium)."""
     from selenium import webdriver
@@ -105,14 +117,12 @@ def browser_problems(root: Path, screenshots: Path | None = None, widths=WIDTHS)
             for width in widths:
                 driver.set_window_size(width, 1000)
                 driver.get(page.as_uri())
-                state = driver.execute_script("""
-                    const article = document.querySelector('article') || document.querySelector('main');
-                    const images = [...document.images].filter(i => i.complete && i.naturalWidth === 0).map(i => i.src);
-                    const box = article ? article.getBoundingClientRect() : null;
-                    return {rendered: !!article && box.height > 50,
-                            broken: images,
-                            overflow: article ? article.scrollWidth - article.clientWidth : 0,
-                            pageOverflow: document.documentElement.scrollWidth - window.innerWidth};""")
+                state = driver.execute_script(PAGE_STATE)
+                for _ in range(10):  # a narrow window can lay the article out a moment after 'load'
+                    if state["rendered"]:
+                        break
+                    time.sleep(0.3)
+                    state = driver.execute_script(PAGE_STATE)
                 for entry in driver.get_log("browser"):
                     if entry["level"] == "SEVERE":
                         problems.append(f"{rel} @{width}px: console error: {entry['message'][:200]}")
