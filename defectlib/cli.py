@@ -59,7 +59,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import distributed
     from .config import read_yaml
-    from .experiments import get_run, load_config, load_family, resolve_config
+    from .experiments import get_run, load_config, load_family, on_partition, resolve_config
 
     overrides = _data_overrides(args)
     if "arms" in read_yaml(args.config):   # an experiment family: every arm (or --arm), fold by fold
@@ -70,6 +70,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         configs = [resolve_config(c, c["profile"], overrides) for a, c in arms.items() if not args.arm or a in args.arm]
     else:
         configs = [load_config(args.config, overrides=overrides)]
+    if args.partition:
+        configs = [on_partition(c, args.partition) for c in configs]
     ctx = distributed.init()   # several processes under torchrun; one otherwise
     try:
         for fold in args.fold:
@@ -202,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, nargs="+", default=[0], help="test fold(s) k; validation is k+1 mod 5 (default 0)")
     p.add_argument("--seed", type=int, help="run seed (default: the fold)")
     p.add_argument("--retrain", action="store_true", help="train even if a record exists")
+    p.add_argument("--partition", choices=("grouped", "random"),
+                   help="Magnetic Tile fold partition: grouped by tile region (the config's default) or random "
+                        "image level, which lets one region sit in training and test (runs named <config>-random)")
     _add_data_options(p)
     p.set_defaults(func=_cmd_train)
 

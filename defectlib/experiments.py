@@ -115,6 +115,20 @@ def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, A
     return cfg
 
 
+def on_partition(cfg: dict, partition: str) -> dict:
+    """``cfg`` on another fold partition of its dataset: ``grouped`` (region groups) or ``random`` (image level).
+
+    The random partition exists to measure, once, how much a random split
+    flatters a recipe (chapter 6). Its config gets ``-random`` appended to
+    its name, so its runs are stored and named apart; ``grouped`` returns
+    ``cfg`` unchanged when it already is on the grouped folds.
+    """
+    if partition == cfg["data"]["split"]:
+        return cfg
+    name = cfg["name"].removesuffix("-random") + ("-random" if partition == "random" else "")
+    return resolve_config(cfg, cfg.get("profile"), {"data.split": partition, "name": name})
+
+
 def _config_path(path: str | Path) -> Path:
     """A config path as given, or relative to the project root when it is not found as given."""
     path = Path(path)

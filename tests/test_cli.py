@@ -209,3 +209,14 @@ def test_flip_tta_from_the_command_line(trained_run, tmp_path, capsys):
     image = sorted((sample_dataset() / "MT_Crack" / "Imgs").glob("*.jpg"))[0]
     assert main(["predict", "--checkpoint", ckpt, "--tta", "flips", str(image), "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / f"{image.stem}_mask.png").is_file()
+
+
+def test_train_on_the_random_partition(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEFECTLIB_PROFILE", "smoke")
+    monkeypatch.setenv("DEFECTLIB_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("DEFECTLIB_DATA_DIR", str(sample_dataset()))
+    assert main(["train", "--config", "configs/baseline.yaml", "--fold", "1", "--partition", "random"]) == 0
+    records = list((tmp_path / "runs").glob("baseline-random-*-fold1-seed1.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["config"]["data"]["split"] == "random" and record["split_file"].endswith("magnetic_tile_random.json")

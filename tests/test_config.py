@@ -96,3 +96,15 @@ def test_loss_winner_config_is_its_arm(profile):
     arm = winner["name"].removeprefix("loss-")
     arms = load_family("configs/loss_ablation.yaml", profile=profile)
     assert check_winner_config("configs/loss_winner.yaml", arms[arm]).endswith("the selected arm's")
+
+
+def test_on_partition_names_and_hashes_the_random_runs_apart():
+    from defectlib.experiments import config_hash, load_config, on_partition
+
+    cfg = load_config("configs/baseline.yaml", profile="smoke")
+    random = on_partition(cfg, "random")
+    assert random["data"]["split"] == "random" and random["name"] == "baseline-random"
+    assert config_hash(random) != config_hash(cfg)
+    assert on_partition(cfg, "grouped") is cfg
+    back = on_partition(random, "grouped")
+    assert back["name"] == "baseline" and config_hash(back) == config_hash(cfg)
