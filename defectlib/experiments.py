@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import ConfigError, parse_config, read_yaml, set_dotted
 from .data import DatasetError, project_root, sha256_file
 from .splits import write_json_atomic as write_json
@@ -516,6 +518,25 @@ def evaluation_path(record: dict, split: str, tta: str, root: Path | None = None
     return root / "evals" / f"{record['run_id']}-{split}-tta-{tta}.json"
 
 
+def _run_checkpoint(record: dict, results_root: Path | None, purpose: str) -> tuple[Path, str]:
+    """A run's checkpoint file and its SHA-256, checked against the record.
+
+    Raises:
+        FileNotFoundError: the checkpoint is not in ``<results>/checkpoints`` (checkpoints are
+            local; train the run again with ``--retrain``).
+        ValueError: the file is not the checkpoint the record names (its SHA-256 differs).
+    """
+    root = Path(results_root or results_dir(record["config"].get("profile")))
+    ckpt = root / record["checkpoint"]["path"]
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: checkpoint of run {record['run_id']} not found; "
+                                f"train the run again with --retrain to {purpose}")
+    digest = sha256_file(ckpt)
+    if digest != record["checkpoint"]["sha256"]:
+        raise ValueError(f"{ckpt}: SHA-256 {digest[:12]}... differs from the record's; not the run's checkpoint")
+    return ckpt, digest
+
+
 def get_evaluation(record: dict, split: str = "val", tta: str = "flips", *, progress: bool = True,
                    results_root: Path | None = None) -> dict:
     """A run's checkpoint evaluated again on its fold's ``split`` with test-time augmentation ``tta``.
@@ -530,7 +551,6 @@ def get_evaluation(record: dict, split: str = "val", tta: str = "flips", *, prog
             (checkpoints are local; train the run again with ``--retrain``).
         ValueError: the checkpoint is not the one the record names (its SHA-256 differs).
     """
-    from .data import sha256_file
     from .metrics import SegmentationMeter
     from .models import load_checkpoint, prepare
     from .training import evaluate
@@ -538,14 +558,7 @@ def get_evaluation(record: dict, split: str = "val", tta: str = "flips", *, prog
     path = evaluation_path(record, split, tta, results_root)
     if path.is_file():
         return json.loads(path.read_text())
-    root = Path(results_root or results_dir(record["config"].get("profile")))
-    ckpt = root / record["checkpoint"]["path"]
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: checkpoint of run {record['run_id']} not found; "
-                                f"train the run again with --retrain to evaluate it with tta={tta}")
-    digest = sha256_file(ckpt)
-    if digest != record["checkpoint"]["sha256"]:
-        raise ValueError(f"{ckpt}: SHA-256 {digest[:12]}... differs from the record's; not the run's checkpoint")
+    ckpt, digest = _run_checkpoint(record, results_root, f"evaluate it with tta={tta}")
     t0 = time.time()
     model, cfg = load_checkpoint(ckpt)
     chosen = fold_samples(cfg, record["fold"])[split]
@@ -561,6 +574,45 @@ def get_evaluation(record: dict, split: str = "val", tta: str = "flips", *, prog
     return result
 
 
+def predictions_path(record: dict, split: str, tta: str, root: Path | None = None) -> Path:
+    """Where :func:`get_predictions` keeps a run's masks: ``<results>/predictions/<run id>-<split>-tta-<mode>.npz``."""
+    root = Path(root or results_dir(record["config"].get("profile")))
+    return root / "predictions" / f"{record['run_id']}-{split}-tta-{tta}.npz"
+
+
+def get_predictions(record: dict, split: str = "test", tta: str = "none", *, progress: bool = True,
+                    results_root: Path | None = None) -> dict[str, np.ndarray]:
+    """The class-index masks a run's checkpoint predicts for every image of its fold's ``split``, at native size.
+
+    Stored, like evaluations, in one compressed ``.npz`` per run, split and
+    test-time augmentation, so that a chapter can show a run's predictions
+    after its checkpoint (which is not committed) is gone. Returns
+    ``{image name: mask (H, W) uint8}``.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`get_evaluation`, when the masks must be computed.
+    """
+    from tqdm.auto import tqdm
+
+    from .data import read_image
+    from .inference import Predictor
+
+    path = predictions_path(record, split, tta, results_root)
+    if not path.is_file():
+        ckpt, digest = _run_checkpoint(record, results_root, f"predict its {split} images with tta={tta}")
+        predictor = Predictor(ckpt, precision=record["precision"], max_pixels=None, tta=tta)
+        chosen = fold_samples(predictor.config, record["fold"])[split]
+        masks = {s.name: predictor.predict_array(read_image(s.image, None))[0]
+                 for s in tqdm(chosen, desc=f"predict {split}, tta {tta}", disable=not progress)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez_compressed(tmp, checkpoint_sha256=np.array(digest), names=np.array(list(masks)),
+                            **{f"mask{k}": m for k, m in enumerate(masks.values())})
+        os.replace(tmp, path)
+    with np.load(path) as stored:
+        return {str(name): stored[f"mask{k}"] for k, name in enumerate(stored["names"])}
+
+
 def record_with_tta(record: dict, tta: str = "flips", splits: tuple[str, ...] = ("val", "test"), *,
                     progress: bool = True, results_root: Path | None = None) -> dict:
     """A copy of a run record whose ``splits`` metrics and per-image tables are those of
@@ -573,6 +625,35 @@ def record_with_tta(record: dict, tta: str = "flips", splits: tuple[str, ...] = 
         out[split] = evaluation["metrics"]
         out["per_image"][split] = evaluation["per_image"]
     return out
+
+
+#: How an option of :func:`tta_options` names a test-time augmentation mode.
+TTA_LABELS = {"flips": "flip TTA"}
+
+
+def tta_options(arms: dict[str, list[dict]], modes: tuple[str, ...] = ("flips",), splits: tuple[str, ...] = ("val",),
+                **kwargs) -> dict[str, list[dict]]:
+    """The options a selection rule compares when test-time augmentation is a candidate.
+
+    Each arm's records as trained, and for each mode the same records
+    re-evaluated on ``splits`` with that augmentation (:func:`record_with_tta`;
+    keyword arguments go to it): ``{"long": [...], "long + flip TTA": [...]}``.
+    """
+    options = {}
+    for arm, records in arms.items():
+        options[arm] = list(records)
+        for mode in modes:
+            options[f"{arm} + {TTA_LABELS[mode]}"] = [record_with_tta(r, mode, splits, **kwargs) for r in records]
+    return options
+
+
+def split_option(option: str) -> tuple[str, str]:
+    """``(arm, test-time augmentation mode)`` of an option name of :func:`tta_options`."""
+    arm, _, label = option.partition(" + ")
+    modes = {v: k for k, v in TTA_LABELS.items()}
+    if label and label not in modes:
+        raise ValueError(f"{option!r}: unknown test-time augmentation {label!r}; known: {sorted(modes)}")
+    return arm, modes[label] if label else "none"
 
 
 def check_winner_config(path: str | Path, arm_cfg: dict) -> str:

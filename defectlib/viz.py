@@ -273,3 +273,44 @@ def plot_ladder(ladder, keys: Sequence[str] = ("miou", "defect_miou"),
         ax.set_xlim(-0.4, len(ladder) - 0.4)
     fig.tight_layout()
     return fig
+
+
+def plot_cases(cases: Sequence[dict], classes: Sequence[str] = CLASSES, width: float = 11.0):
+    """One row per case: the image, its truth, each prediction, and the error map of the first prediction.
+
+    A case is ``{"title": str, "image": (H, W) uint8, "truth": (H, W), "predictions": {label: (H, W)}}``,
+    optionally with ``"box": (top, bottom, left, right)`` to zoom into. Each prediction is titled with
+    its IoU of the image's true defect class (its count of defect pixels on a defect-free image).
+    """
+    import matplotlib.pyplot as plt
+
+    from .metrics import class_iou_per_image, confusion_matrix
+
+    ncols = 3 + max(len(c["predictions"]) for c in cases)
+    side = width / ncols
+    fig, axes = plt.subplots(len(cases), ncols, figsize=(width, side * len(cases) + 0.5), squeeze=False)
+    for ax_row, case in zip(axes, cases):
+        image, truth = case["image"], case["truth"].astype(np.uint8)
+        top, bottom, left, right = case.get("box", (0, image.shape[0], 0, image.shape[1]))
+        view = (slice(top, bottom), slice(left, right))
+        present = np.bincount(truth.ravel(), minlength=len(classes))[1:]
+        true_class = 1 + int(present.argmax()) if present.sum() else 0
+        panels = [(image[view], case["title"]), (overlay(image, truth, outline=1, classes=classes)[view], "truth")]
+        for label, pred in case["predictions"].items():
+            pred = pred.astype(np.uint8)
+            if true_class:
+                cm = confusion_matrix(pred, truth, len(classes))
+                note = f"IoU {100 * class_iou_per_image(cm[None], true_class)[0]:.0f} %"
+            else:
+                note = f"{int((pred > 0).sum())} defect px"
+            panels.append((overlay(image, pred, outline=1, classes=classes)[view], f"{label}: {note}"))
+        first = next(iter(case["predictions"].values())).astype(np.uint8)
+        panels.append((error_map(truth, first)[view], "errors"))
+        for ax, (panel, title) in zip(ax_row, panels):
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=255)
+            ax.set_title(title, fontsize=FONT_PT - 2)
+            ax.axis("off")
+        for ax in ax_row[len(panels):]:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -225,3 +225,16 @@ def test_ladder_table_pools_each_recipe_and_checks_folds():
     assert ladder.loc["base", "defect_miou low"] <= 0.5 <= ladder.loc["base", "defect_miou high"]
     with pytest.raises(ValueError, match="different folds"):
         report.ladder_table({"a": recs((True, True)), "b": recs((True, True))[:1]})
+
+
+def test_thin_structure_sees_a_thicker_and_broken_prediction():
+    truth = np.zeros((40, 100), np.uint8)
+    truth[19:22, 10:90] = 3                       # a crack 3 px wide, one piece
+    pred = np.zeros_like(truth)
+    pred[17:23, 10:45] = 3                        # 6 px wide, broken in two
+    pred[17:23, 55:90] = 3
+    row = report.thin_structure(truth, pred, 3)
+    assert row["true pieces"] == 1 and row["predicted pieces"] == 2
+    assert row["true width (px)"] == pytest.approx(3, rel=0.15)
+    assert row["width ratio"] == pytest.approx(2, rel=0.2)
+    assert np.isnan(report.thin_structure(truth, np.zeros_like(truth), 3)["width ratio"])

@@ -158,3 +158,37 @@ def test_evaluation_with_flip_tta_is_stored_reused_and_checked(trained_run):
     forged = {**record, "run_id": record["run_id"] + "-forged", "checkpoint": {**record["checkpoint"], "sha256": "0" * 64}}
     with pytest.raises(ValueError, match="SHA-256"):
         get_evaluation(forged, "val", "flips", results_root=root)
+
+
+def test_predictions_are_stored_and_match_the_records_confusions(trained_run):
+    from defectlib import experiments
+    from defectlib.data import class_index_mask
+    from defectlib.metrics import per_image_confusions
+
+    record, root = trained_run
+    masks = experiments.get_predictions(record, "test", "none", progress=False, results_root=root)
+    table = record["per_image"]["test"]
+    assert list(masks) == table["names"]
+    samples = {s.name: s for s in experiments.fold_samples(record["config"], record["fold"])["test"]}
+    n = len(record["config"]["data"]["classes"])
+    for name, cm in zip(table["names"], per_image_confusions(table)):
+        truth = class_index_mask(samples[name])
+        assert masks[name].shape == truth.shape
+        assert np.array_equal(np.bincount(truth.ravel() * n + masks[name].ravel(), minlength=n * n).reshape(n, n), cm)
+    path = experiments.predictions_path(record, "test", "none", root)
+    stamp = path.stat().st_mtime_ns
+    again = experiments.get_predictions(record, "test", "none", results_root=root)
+    assert path.stat().st_mtime_ns == stamp and all(np.array_equal(again[k], masks[k]) for k in masks)
+
+
+def test_tta_options_name_each_arm_with_and_without_flips(trained_run):
+    from defectlib import experiments
+
+    record, root = trained_run
+    options = experiments.tta_options({"long": [record]}, progress=False, results_root=root)
+    assert list(options) == ["long", "long + flip TTA"]
+    assert options["long"][0] is record and options["long + flip TTA"][0]["tta"] == "flips"
+    assert options["long + flip TTA"][0]["test"] == record["test"]         # only validation is re-evaluated
+    assert [experiments.split_option(o) for o in options] == [("long", "none"), ("long", "flips")]
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        experiments.split_option("long + rotations")

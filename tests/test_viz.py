@@ -50,3 +50,23 @@ def test_plot_ladder_draws_one_panel_per_metric():
                           index=["baseline", "final"])
     fig = viz.plot_ladder(ladder)
     assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["baseline", "final"]
+
+
+def test_plot_cases_titles_each_prediction_with_its_iou_and_zooms():
+    from defectlib.viz import plot_cases
+
+    image = np.full((40, 60), 120, np.uint8)
+    truth = np.zeros((40, 60), np.uint8)
+    truth[10:20, 10:20] = 3                       # 100 Crack pixels
+    half = truth.copy()
+    half[10:15] = 0                               # finds half of them: IoU 50 %
+    free = np.zeros_like(truth)
+    fig = plot_cases([
+        {"title": "crack", "image": image, "truth": truth, "predictions": {"final": half, "baseline": free},
+         "box": (5, 25, 5, 25)},
+        {"title": "free", "image": image, "truth": free, "predictions": {"final": half}},
+    ])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:5] == ["crack", "truth", "final: IoU 50 %", "baseline: IoU 0 %", "errors"]
+    assert titles[5:8] == ["free", "truth", "final: 50 defect px"]
+    assert fig.axes[0].images[0].get_array().shape == (20, 20)   # zoomed to the box
