@@ -182,7 +182,9 @@ def load_family(path: str | Path, profile: str | None = None) -> dict[str, dict]
         elif isinstance(spec, dict):
             arm_raw = copy.deepcopy(base)
             arm_raw["name"] = f"{raw.get('family', path.stem)}-{arm}"
-            arms[arm] = resolve_config(arm_raw, profile, spec, where=where)
+            for key, value in spec.items():   # part of the arm's config, so the smoke profile still shrinks it
+                set_dotted(arm_raw, key, value)
+            arms[arm] = resolve_config(arm_raw, profile, where=where)
         else:
             raise ConfigError(f"{where}: expected a config path or a mapping of overrides, got {spec!r}")
     return arms

@@ -108,3 +108,13 @@ def test_on_partition_names_and_hashes_the_random_runs_apart():
     assert on_partition(cfg, "grouped") is cfg
     back = on_partition(random, "grouped")
     assert back["name"] == "baseline" and config_hash(back) == config_hash(cfg)
+
+
+def test_smoke_profile_shrinks_an_arm_that_sets_the_budget(tmp_path):
+    """An arm's overrides are part of its config: the smoke profile still sets its epochs."""
+    from defectlib.experiments import load_family
+
+    family = tmp_path / "family.yaml"
+    family.write_text("family: f\nbase: configs/baseline.yaml\narms:\n  long:\n    train.epochs: 50\n")
+    assert load_family(family, profile="smoke")["long"]["train"]["epochs"] == 2
+    assert load_family(family, profile="full")["long"]["train"]["epochs"] == 50
