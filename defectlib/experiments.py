@@ -514,6 +514,33 @@ def get_run(config: str | Path | dict, fold: int = 0, seed: int | None = None, *
     return train_run(cfg, fold, seed, progress=progress, results_root=results_root)
 
 
+def restore_checkpoint(record: dict, *, progress: bool = True, results_root: Path | None = None) -> Path:
+    """Train a stored run again to get back its checkpoint, which is not committed.
+
+    Training is deterministic for a config, fold and seed on one kind of
+    machine, so the same run gives the same weights: the new checkpoint is
+    kept only when its SHA-256 is the record's, and the stored record is
+    left as it is. Costs a full training run.
+
+    Raises:
+        ValueError: the retrained weights differ from the record's (another
+            machine or library version); nothing is kept.
+    """
+    root = Path(results_root or results_dir(record["config"].get("profile")))
+    target = root / record["checkpoint"]["path"]
+    if target.is_file() and sha256_file(target) == record["checkpoint"]["sha256"]:
+        return target
+    with tempfile.TemporaryDirectory(prefix="defectlib-restore-") as tmp:
+        again = train_run(record["config"], record["fold"], record["seed"], progress=progress, results_root=Path(tmp))
+        if again["checkpoint"]["sha256"] != record["checkpoint"]["sha256"]:
+            raise ValueError(f"run {record['run_id']}: retrained weights differ from the record's (SHA-256 "
+                             f"{again['checkpoint']['sha256'][:12]}... vs {record['checkpoint']['sha256'][:12]}...); "
+                             "the checkpoint cannot be restored on this machine")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(tmp) / again["checkpoint"]["path"], target)
+    return target
+
+
 def evaluation_path(record: dict, split: str, tta: str, root: Path | None = None) -> Path:
     """Where :func:`get_evaluation` keeps a run's evaluation: ``<results>/evals/<run id>-<split>-tta-<mode>.json``."""
     root = Path(root or results_dir(record["config"].get("profile")))

@@ -192,3 +192,19 @@ def test_tta_options_name_each_arm_with_and_without_flips(trained_run):
     assert [experiments.split_option(o) for o in options] == [("long", "none"), ("long", "flips")]
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
         experiments.split_option("long + rotations")
+
+
+def test_a_lost_checkpoint_is_restored_by_training_the_run_again(trained_run, tmp_path):
+    import shutil
+
+    record, root = trained_run
+    copy = tmp_path / "results"
+    shutil.copytree(root / "runs", copy / "runs")          # the records, without their checkpoints
+    restored = ex.restore_checkpoint(record, progress=False, results_root=copy)
+    assert restored == copy / record["checkpoint"]["path"]
+    assert ex.sha256_file(restored) == record["checkpoint"]["sha256"]
+    assert json.loads(ex.record_path(record["config"], 0, 0, copy).read_text()) == record   # record untouched
+    forged = {**record, "checkpoint": {**record["checkpoint"], "path": "checkpoints/other.pt", "sha256": "0" * 64}}
+    with pytest.raises(ValueError, match="retrained weights differ"):
+        ex.restore_checkpoint(forged, progress=False, results_root=copy)
+    assert not (copy / "checkpoints" / "other.pt").exists()
