@@ -547,8 +547,10 @@ def evaluation_path(record: dict, split: str, tta: str, root: Path | None = None
     return root / "evals" / f"{record['run_id']}-{split}-tta-{tta}.json"
 
 
-def _run_checkpoint(record: dict, results_root: Path | None, purpose: str) -> tuple[Path, str]:
+def _run_checkpoint(record: dict, results_root: Path | None, purpose: str, restore: bool = False) -> tuple[Path, str]:
     """A run's checkpoint file and its SHA-256, checked against the record.
+
+    With ``restore``, a missing checkpoint is first trained again (:func:`restore_checkpoint`).
 
     Raises:
         FileNotFoundError: the checkpoint is not in ``<results>/checkpoints`` (checkpoints are
@@ -557,6 +559,8 @@ def _run_checkpoint(record: dict, results_root: Path | None, purpose: str) -> tu
     """
     root = Path(results_root or results_dir(record["config"].get("profile")))
     ckpt = root / record["checkpoint"]["path"]
+    if restore and not ckpt.is_file():
+        restore_checkpoint(record, results_root=root)
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint of run {record['run_id']} not found; "
                                 f"train the run again with --retrain to {purpose}")
@@ -610,13 +614,16 @@ def predictions_path(record: dict, split: str, tta: str, root: Path | None = Non
 
 
 def get_predictions(record: dict, split: str = "test", tta: str = "none", *, progress: bool = True,
-                    results_root: Path | None = None) -> dict[str, np.ndarray]:
+                    restore: bool = False, results_root: Path | None = None) -> dict[str, np.ndarray]:
     """The class-index masks a run's checkpoint predicts for every image of its fold's ``split``, at native size.
 
     Stored, like evaluations, in one compressed ``.npz`` per run, split and
     test-time augmentation, so that a chapter can show a run's predictions
     after its checkpoint (which is not committed) is gone. Returns
     ``{image name: mask (H, W) uint8}``.
+
+    With ``restore``, a run whose checkpoint is gone is trained again to
+    get it back (:func:`restore_checkpoint`, a full training run).
 
     Raises:
         FileNotFoundError, ValueError: as :func:`get_evaluation`, when the masks must be computed.
@@ -628,7 +635,7 @@ def get_predictions(record: dict, split: str = "test", tta: str = "none", *, pro
 
     path = predictions_path(record, split, tta, results_root)
     if not path.is_file():
-        ckpt, digest = _run_checkpoint(record, results_root, f"predict its {split} images with tta={tta}")
+        ckpt, digest = _run_checkpoint(record, results_root, f"predict its {split} images with tta={tta}", restore)
         predictor = Predictor(ckpt, precision=record["precision"], max_pixels=None, tta=tta)
         chosen = fold_samples(predictor.config, record["fold"])[split]
         masks = {s.name: predictor.predict_array(read_image(s.image, None))[0]

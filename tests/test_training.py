@@ -208,3 +208,6 @@ def test_a_lost_checkpoint_is_restored_by_training_the_run_again(trained_run, tm
     with pytest.raises(ValueError, match="retrained weights differ"):
         ex.restore_checkpoint(forged, progress=False, results_root=copy)
     assert not (copy / "checkpoints" / "other.pt").exists()
+    restored.unlink()                                      # and on demand, when predictions need it
+    masks = ex.get_predictions(record, "val", "none", progress=False, restore=True, results_root=copy)
+    assert list(masks) == record["per_image"]["val"]["names"] and restored.is_file()
