@@ -104,6 +104,23 @@ def convergence_table(records: Sequence[dict], window: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("fold")
 
 
+def arm_convergence(arms: dict[str, Sequence[dict]], window: int = 5) -> pd.DataFrame:
+    """Per arm (rows): the mean best epoch over runs, and the mean change of validation
+    mIoU over the last ``window`` epochs, in points: an arm still rising at the end of
+    its budget is judged before it has finished learning."""
+    rows = {}
+    for arm, records in arms.items():
+        curves = [[e["val_miou"] for e in r["history"]] for r in records]
+        rows[arm] = {
+            "epochs": int(np.mean([len(c) for c in curves])),
+            "mean best epoch": float(np.mean([r["best_epoch"] for r in records])),
+            "runs best in the last window": sum(r["best_epoch"] > len(c) - window for r, c in zip(records, curves)),
+            f"change over last {window} epochs (points)": float(np.mean(
+                [100 * (c[-1] - c[-min(window, len(c))]) for c in curves])),
+        }
+    return pd.DataFrame(rows).T.rename_axis("arm")
+
+
 def paired_differences(records_a: Sequence[dict], records_b: Sequence[dict], split: str = "test",
                        keys: Sequence[str] = ("miou", "defect_miou")) -> pd.DataFrame:
     """``b - a`` per fold (matched by fold), with mean ± std, in points of percent."""

@@ -238,3 +238,17 @@ def test_thin_structure_sees_a_thicker_and_broken_prediction():
     assert row["true width (px)"] == pytest.approx(3, rel=0.15)
     assert row["width ratio"] == pytest.approx(2, rel=0.2)
     assert np.isnan(report.thin_structure(truth, np.zeros_like(truth), 3)["width ratio"])
+
+
+def test_arm_convergence_flags_arms_still_rising():
+    def run(curve):
+        return {"history": [{"val_miou": v} for v in curve], "best_epoch": int(np.argmax(curve)) + 1}
+
+    rising = [run([0.1 * i for i in range(1, 11)]), run([0.05 * i for i in range(1, 11)])]
+    flat = [run([0.1, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6])]
+    table = report.arm_convergence({"rising": rising, "flat": flat}, window=5)
+    assert table.loc["rising", "runs best in the last window"] == 2
+    assert table.loc["flat", "runs best in the last window"] == 0
+    assert table.loc["rising", "mean best epoch"] == 10
+    assert table.loc["rising", "change over last 5 epochs (points)"] == pytest.approx((40 + 20) / 2)
+    assert table.loc["flat", "change over last 5 epochs (points)"] == pytest.approx(0)
