@@ -439,26 +439,33 @@ def ranking_table(arms: dict[str, Sequence[dict]], tolerance: float = 0.005) -> 
 
 
 def throughput_note(arms: dict[str, Sequence[dict]], what: str, slow: float = 0.8) -> str:
-    """A sentence on training throughput over all runs, naming runs slowed by other work on the machine."""
+    """A sentence on training throughput over all runs, naming the runs far below the median.
+
+    A run's speed depends on the machine and the load it ran under as well as on its
+    recipe, so the sentence names the slow runs and says their wall times do not compare.
+    """
     speed = pd.Series({r["run_id"]: r["train_images_per_second"] for rs in arms.values() for r in rs})
     slowed = speed[speed < slow * speed.median()]
     text = f"Training throughput over all {len(speed)} runs: median **{speed.median():.1f}** images/s. "
     if len(slowed):
         return text + (f"{len(slowed)} run(s) trained below {slow:.0%} of that median "
-                       f"({', '.join(f'`{k}`' for k in slowed.index)}) because other work shared the machine; "
-                       f"their wall times overstate the cost of {what}.")
+                       f"({', '.join(f'`{k}`' for k in slowed.index)}): their wall times mix the cost of "
+                       f"{what} with a slower or shared machine, and do not compare with the others'.")
     return text + f"No run trained below {slow:.0%} of that median, so the wall times compare {what}s."
 
 
 def class_lines(arms: dict[str, Sequence[dict]], reference: str, winner: str) -> str:
-    """Markdown bullets, per defect class: its mean test IoU with ``reference`` and ``winner``, and the arm best for it on validation."""
+    """Markdown bullets, per defect class: its mean test IoU with ``reference`` and ``winner`` (once when they are
+    the same arm), and the arm best for it on validation."""
     test = class_iou_table(arms, "test") * 100
     val = class_iou_table(arms, "val")
     lines = []
     for name in test.columns[1:]:
         best = val[name].idxmax()
-        lines.append(f"- **{name}**: test IoU {test.loc[reference, name]:.1f} % with {reference}, "
-                     f"{test.loc[winner, name]:.1f} % with {winner}; the arm best for it on validation is "
+        both = f"{test.loc[reference, name]:.1f} % with {reference}"
+        if winner != reference:
+            both += f", {test.loc[winner, name]:.1f} % with {winner}"
+        lines.append(f"- **{name}**: test IoU {both}; the arm best for it on validation is "
                      f"{best} (test {test.loc[best, name]:.1f} %).")
     return "\n".join(lines)
 

@@ -170,6 +170,8 @@ def test_ablation_prose_helpers():
     assert "No run" in report.throughput_note({k: v for k, v in arms.items() if k != "slow"}, "the loss")
     assert report.class_lines(arms, "ref", "new") == (
         "- **A**: test IoU 10.0 % with ref, 20.0 % with new; the arm best for it on validation is new (test 20.0 %).")
+    assert report.class_lines(arms, "ref", "ref") == (
+        "- **A**: test IoU 10.0 % with ref; the arm best for it on validation is new (test 20.0 %).")
     values = report.summary_values(arms["new"] * 2)
     assert values["val_miou"] == pytest.approx(40.0) and values["test_miou_std"] == 0.0
 
