@@ -98,6 +98,28 @@ def test_loss_winner_config_is_its_arm(profile):
     assert check_winner_config("configs/loss_winner.yaml", arms[arm]).endswith("the selected arm's")
 
 
+@pytest.mark.parametrize("profile", ["full", "smoke"])
+def test_augment_winner_config_is_its_arm(profile):
+    """configs/augment_winner.yaml must resolve to arm `flips` of the augmentation family, the arm chapter 5
+    selects on its records (the chapter repeats this check against its own selection in the full profile)."""
+    from defectlib.experiments import check_winner_config, config_hash, load_config, load_family
+
+    arms = load_family("configs/augmentation_ablation.yaml", profile=profile)
+    assert check_winner_config("configs/augment_winner.yaml", arms["flips"]).endswith("the selected arm's")
+    winner = load_config("configs/augment_winner.yaml", profile=profile)
+    others = [a for a, cfg in arms.items() if a != "flips" and config_hash(cfg) == config_hash(winner)]
+    assert others == []
+
+
+@pytest.mark.parametrize("profile", ["full", "smoke"])
+def test_final_config_is_the_long_candidate(profile):
+    """configs/final.yaml must resolve to arm `long` of the chapter-6 candidates, so folds 0-2 are reused."""
+    from defectlib.experiments import check_winner_config, load_family
+
+    arms = load_family("configs/final_candidates.yaml", profile=profile)
+    assert check_winner_config("configs/final.yaml", arms["long"]).endswith("the selected arm's")
+
+
 def test_on_partition_names_and_hashes_the_random_runs_apart():
     from defectlib.experiments import config_hash, load_config, on_partition
 
