@@ -692,6 +692,22 @@ def split_option(option: str) -> tuple[str, str]:
     return arm, modes[label] if label else "none"
 
 
+def choose_final(candidates: dict[str, list[dict]], modes: tuple[str, ...] = ("flips",), **kwargs) -> dict:
+    """Chapter 6's rule, one candidate at a time, on validation only.
+
+    Step 1 picks the trained arm (:func:`defectlib.report.select_arm`); step 2
+    compares that arm's runs with and without each test-time augmentation
+    (:func:`tta_options`; keyword arguments go to it) under the same rule.
+    Returns ``{"arm", "tta", "option", "arms", "tta_options"}``: the chosen arm, its
+    test-time augmentation mode, the chosen option's name, and the two ranking tables.
+    """
+    from . import report
+
+    arms, arm = report.ranking_table(candidates)
+    options, option = report.ranking_table(tta_options({arm: candidates[arm]}, modes, **kwargs))
+    return {"arm": arm, "tta": split_option(option)[1], "option": option, "arms": arms, "tta_options": options}
+
+
 def check_winner_config(path: str | Path, arm_cfg: dict) -> str:
     """Check that the committed config at ``path`` is the selected arm: the same resolved config and hash.
 

@@ -194,6 +194,20 @@ def test_tta_options_name_each_arm_with_and_without_flips(trained_run):
         experiments.split_option("long + rotations")
 
 
+def test_choose_final_takes_the_schedule_then_the_test_time_augmentation(trained_run):
+    from defectlib import experiments, report
+
+    record, root = trained_run
+    worse = {**record, "val": {**record["val"], "miou": record["val"]["miou"] - 0.1}}
+    choice = experiments.choose_final({"start": [worse], "long": [record]}, progress=False, results_root=root)
+    assert choice["arm"] == "long" and choice["arms"].loc["long", "selected"] == "winner"
+    assert set(choice["tta_options"].index) == {"long", "long + flip TTA"}       # only the chosen arm's options
+    assert choice["option"] in choice["tta_options"].index
+    assert (choice["arm"], choice["tta"]) == experiments.split_option(choice["option"])
+    flips = experiments.record_with_tta(record, "flips", ("val",), progress=False, results_root=root)
+    assert choice["option"] == report.select_arm({"long": [record], "long + flip TTA": [flips]})
+
+
 def test_a_lost_checkpoint_is_restored_by_training_the_run_again(trained_run, tmp_path):
     import shutil
 
