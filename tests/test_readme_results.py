@@ -63,3 +63,65 @@ def test_readme_augmentation_paragraph():
     assert f"({_pm(arms['d4'], 'miou')} % against {_pm(arms['flips'], 'miou')} % for flips)" in readme
     _, winner = report.ranking_table(arms)
     assert winner == "flips", "the README says no pipeline beats flips"
+
+
+ALL_FOLDS = (0, 1, 2, 3, 4)
+# chapter 6 trains the random partition on two of its five folds (compute)
+RANDOM_FOLDS = (0, 1)
+
+
+def _records_of(config: str, folds: tuple[int, ...], partition: str | None = None) -> list[dict]:
+    cfg = experiments.load_config(ROOT / config, profile="full")
+    if partition:
+        cfg = experiments.on_partition(cfg, partition)
+    records = [experiments.read_record(cfg, fold, fold, ROOT / "results") for fold in folds]
+    missing = [fold for fold, r in zip(folds, records) if r is None]
+    assert not missing, f"the README quotes {config} ({partition or 'grouped'}), but folds {missing} have no record"
+    return records
+
+
+def _five(config: str) -> list[dict]:
+    return _records_of(config, ALL_FOLDS)
+
+
+def _oof(records: list[dict], key: str) -> str:
+    return f"{100 * report.pool_records(records, 'test')['test'][key]:.1f}"
+
+
+def test_readme_final_paragraph():
+    """Chapter 6's paragraph: out-of-fold results of the final recipe, the ladder's ends and the random partition."""
+    readme = _readme()
+    final, baseline = _five("configs/final.yaml"), _five("configs/baseline.yaml")
+    loss = _five("configs/loss_winner.yaml")
+    random = _records_of("configs/final.yaml", RANDOM_FOLDS, "random")
+    grouped_same = [r for r in final if r["fold"] in RANDOM_FOLDS]
+    pooled = report.pool_records(final, "test")
+    assert f"out-of-fold test mIoU of {_oof(final, 'miou')} %" in readme
+    assert f"defect mIoU of {_oof(final, 'defect_miou')} %" in readme
+    for cls in pooled["config"]["data"]["classes"][1:]:
+        assert f"{cls} {100 * pooled['test']['iou'][cls]:.1f}" in readme, cls
+    ladder = " → ".join(f"{_oof(rs, 'miou')} / {_oof(rs, 'defect_miou')}" for rs in (baseline, loss, final))
+    assert ladder in readme, ladder
+    inflation = (report.pool_records(random, "test")["test"]["miou"]
+                 - report.pool_records(grouped_same, "test")["test"]["miou"])
+    assert f"scores {_oof(random, 'miou')} % out of fold against {_oof(grouped_same, 'miou')} %" in readme
+    assert f"adds {100 * inflation:.1f} points" in readme
+    assert f"`results/{final[0]['checkpoint']['path']}`" in readme
+    alarms = report.false_alarms(pooled, "test")
+    assert f"{100 * alarms['image_rate']:.1f} % of the {alarms['images']} defect-free images" in readme
+    intervals = report.group_bootstrap(pooled, "test", ("miou", "defect_miou"), n_boot=1000)
+    for key in ("miou", "defect_miou"):
+        assert f"{100 * intervals[key][0]:.1f} to {100 * intervals[key][1]:.1f}" in readme, key
+
+
+def test_readme_final_choice():
+    """The README's account of chapter 6's choice: long wins a tie on validation mIoU."""
+    readme = _readme()
+    family = experiments.load_family(ROOT / "configs/final_candidates.yaml", profile="full")
+    candidates = {arm: [experiments.read_record(cfg, f, f, ROOT / "results") for f in FOLDS] for arm, cfg in family.items()}
+    if any(r is None for rs in candidates.values() for r in rs):
+        pytest.skip("not every candidate record is committed")
+    table, winner = report.ranking_table(candidates)
+    assert winner == "long"
+    shown = {f"{v:.1f}" for v in table["mean validation mIoU (%)"]}
+    assert len(shown) == 1 and f"validation mIoU, {shown.pop()} % each" in readme
