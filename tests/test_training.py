@@ -171,10 +171,18 @@ def test_predictions_are_stored_and_match_the_records_confusions(trained_run):
     assert list(masks) == table["names"]
     samples = {s.name: s for s in experiments.fold_samples(record["config"], record["fold"])["test"]}
     n = len(record["config"]["data"]["classes"])
+    # The record's confusions come from batched evaluation, the stored masks from one image at a time: CPU
+    # kernels round differently by batch size, so a pixel at a near-tie of two logits may flip. Allow that
+    # (at most 1 pixel in 10,000), nothing more; a misaligned name, class or resize differs by far more.
+    flipped = total = 0
     for name, cm in zip(table["names"], per_image_confusions(table)):
         truth = class_index_mask(samples[name])
         assert masks[name].shape == truth.shape
-        assert np.array_equal(np.bincount(truth.ravel() * n + masks[name].ravel(), minlength=n * n).reshape(n, n), cm)
+        stored = np.bincount(truth.ravel() * n + masks[name].ravel(), minlength=n * n).reshape(n, n)
+        assert np.array_equal(stored.sum(axis=1), cm.sum(axis=1))  # same truth pixels per class
+        flipped += int(np.abs(stored - cm).sum()) // 2
+        total += truth.size
+    assert flipped <= total // 10_000, f"{flipped} of {total} pixels differ from the record's confusions"
     path = experiments.predictions_path(record, "test", "none", root)
     stamp = path.stat().st_mtime_ns
     again = experiments.get_predictions(record, "test", "none", results_root=root)
