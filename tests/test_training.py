@@ -163,7 +163,7 @@ def test_evaluation_with_flip_tta_is_stored_reused_and_checked(trained_run):
 def test_predictions_are_stored_and_match_the_records_confusions(trained_run):
     from defectlib import experiments
     from defectlib.data import class_index_mask
-    from defectlib.metrics import per_image_confusions
+    from defectlib.metrics import confusion_matrix, per_image_confusions
 
     record, root = trained_run
     masks = experiments.get_predictions(record, "test", "none", progress=False, results_root=root)
@@ -178,7 +178,7 @@ def test_predictions_are_stored_and_match_the_records_confusions(trained_run):
     for name, cm in zip(table["names"], per_image_confusions(table)):
         truth = class_index_mask(samples[name])
         assert masks[name].shape == truth.shape
-        stored = np.bincount(truth.ravel() * n + masks[name].ravel(), minlength=n * n).reshape(n, n)
+        stored = confusion_matrix(masks[name], truth, n)
         assert np.array_equal(stored.sum(axis=1), cm.sum(axis=1))  # same truth pixels per class
         flipped += int(np.abs(stored - cm).sum()) // 2
         total += truth.size
