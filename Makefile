@@ -31,7 +31,7 @@ site-check:  ## every page parsed and opened in headless Chromium (needs chromiu
 	$(PY) tests/site_check.py _build/html --screenshots _build/screenshots
 
 unit: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 notebooks: venv  ## execute every notebook in the smoke profile (outputs are not written back)
 	DEFECTLIB_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider notebooks

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from defectlib import experiments, export, models, training
-from defectlib.data import project_root
+from defectlib import export, models, run_data, training
+from defectlib.paths import project_root
 from timing import interleaved_medians
 
 DEFAULT_CHECKPOINT = "results/checkpoints/baseline-619be3c1a607-fold0-seed0.pt"
@@ -63,7 +63,7 @@ def main() -> None:
             "ONNX Runtime fp32": (OnnxAsModule(export.OnnxModel(fp32_path, args.threads)), "fp32", False),
             "ONNX Runtime int8 (dynamic)": (OnnxAsModule(export.OnnxModel(int8_path, args.threads)), "fp32", False),
         }
-        test = experiments.make_dataset(cfg, experiments.fold_samples(cfg, fold)["test"], progress=True)
+        test = run_data.make_dataset(cfg, run_data.fold_samples(cfg, fold)["test"], progress=True)
         batch = torch.stack([test[i]["image"] for i in range(min(args.batch, len(test)))])
 
         @torch.no_grad()

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from defectlib import experiments, models
+from defectlib import config, models
 from defectlib.losses import build_loss
 from timing import interleaved_medians
 
@@ -37,7 +37,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if models.resolve_precision("auto") != "bf16":
         print("note: this CPU has no native bfloat16; the bf16 rows measure emulation")
-    cfg = experiments.load_config("configs/baseline.yaml", profile="full")
+    cfg = config.load_config("configs/baseline.yaml", profile="full")
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.randint(0, len(cfg["data"]["classes"]), (args.batch, args.size, args.size))

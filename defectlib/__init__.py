@@ -1,15 +1,13 @@
 """defectlib: surface-defect segmentation on the Magnetic Tile dataset and your own images.
 
-Modules, one concern each: ``classes`` (class names), ``config`` (the schema
-of a run's settings), ``data`` (find, verify, validate, load), ``splits``
-(region groups, fold partitions), ``labels`` (polygons to masks),
-``transforms`` (augmentation), ``models`` (build, load, predict), ``losses``,
-``metrics``, ``training`` (the loop), ``experiments`` (runs and their
-records), ``report`` (tables and comparisons for the chapters),
-``inference``, ``viz``, ``cli``.
+One concern per module; the README's Layout section maps each module, what it
+owns and what it may import.  ``import defectlib`` loads only the class names,
+the error types and the version (no PyTorch); import the modules you use,
+e.g. ``from defectlib import experiments, report``.
 """
 from .classes import CATEGORIES, CLASSES, DEFECT_CLASSES
-from .data import DatasetError
+from .errors import CheckpointError, ConfigError, DatasetError, OutputError
 
-__version__ = "0.2.0"
-__all__ = ["CATEGORIES", "CLASSES", "DEFECT_CLASSES", "DatasetError", "__version__"]
+__version__ = "0.3.0"
+__all__ = ["CATEGORIES", "CLASSES", "DEFECT_CLASSES", "CheckpointError", "ConfigError", "DatasetError",
+           "OutputError", "__version__"]

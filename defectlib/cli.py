@@ -5,6 +5,9 @@ Introduced in chapter 03 (baseline).
 Exit status: 0 all done; 1 some inputs failed (the others were processed);
 2 usage, config, data or checkpoint error (one line naming the file and the
 problem; ``--debug`` shows the traceback).
+
+Each command imports the machinery it runs when it runs, so that ``--help``
+and argument errors answer at once, without loading PyTorch.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
+
+from .errors import USER_ERRORS, DatasetError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -33,8 +38,8 @@ def _data_overrides(args: argparse.Namespace) -> dict:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from .data import (describe_dataset, find_dataset, list_dataset, read_manifest, validate_dataset,
-                       validate_samples, verify_manifest)
+    from .data import describe_dataset, list_dataset, validate_dataset, validate_samples
+    from .download import find_dataset, read_manifest, verify_manifest
 
     path = Path(args.path) if args.path else None
     if path is None or path.is_file():
@@ -58,8 +63,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import distributed
-    from .config import read_yaml
-    from .experiments import get_run, load_config, load_family, on_partition, resolve_config
+    from .config import load_config, load_family, on_partition, read_yaml, resolve_config
+    from .experiments import get_run
 
     overrides = _data_overrides(args)
     if "arms" in read_yaml(args.config):   # an experiment family: every arm (or --arm), fold by fold
@@ -105,34 +110,29 @@ def format_metrics(metrics: dict) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .experiments import dataset_samples, fold_samples, make_dataset, resolve_config, write_json
-    from .models import load_checkpoint, prepare, resolve_precision
-    from .training import evaluate
+    from .config import resolve_config
+    from .experiments import evaluate_checkpoint
+    from .models import load_checkpoint
+    from .paths import write_json
+    from .run_data import part_samples
 
     meta: dict = {}
-    model, saved_cfg = load_checkpoint(args.checkpoint, meta)
+    _, saved_cfg = load_checkpoint(args.checkpoint, meta)
     overrides = _data_overrides(args)
     if overrides.get("data.classes") and overrides["data.classes"] != saved_cfg["data"]["classes"]:
         raise ValueError(f"{args.data}: classes {overrides['data.classes']} differ from the checkpoint's "
                          f"{saved_cfg['data']['classes']}")
     cfg = resolve_config({k: v for k, v in saved_cfg.items() if k != "profile"}, saved_cfg.get("profile"), overrides)
-    samples = dataset_samples(cfg)
     split = args.split or ("all" if args.data else "val")
-    if split == "all":
-        chosen = samples
-    else:
-        fold = args.fold if args.fold is not None else meta.get("fold", 0)   # the fold the checkpoint was trained for
-        chosen = fold_samples(cfg, fold, samples)[split]
-    if not chosen:
-        raise ValueError(f"{cfg['data']['root'] or 'Magnetic Tile'}: no images to evaluate in split {split!r}")
-    ds = make_dataset(cfg, chosen, progress=True, desc=f"decode {split}")
-    metrics = evaluate(prepare(model), ds, cfg["data"]["classes"], precision=resolve_precision(args.precision),
-                       progress=True, desc=split, tta=args.tta)
-    print(f"{len(ds)} images ({split}{', flip test-time augmentation' if args.tta == 'flips' else ''})")
+    fold = args.fold if args.fold is not None else meta.get("fold", 0)   # the fold the checkpoint was trained for
+    chosen = part_samples(cfg, split, fold)
+    metrics, _ = evaluate_checkpoint(args.checkpoint, chosen, cfg=cfg, precision=args.precision, tta=args.tta,
+                                     desc=split)
+    print(f"{len(chosen)} images ({split}{', flip test-time augmentation' if args.tta == 'flips' else ''})")
     print(format_metrics(metrics))
     out = Path(args.out or Path(args.checkpoint).with_suffix(f".{split}.json"))
     write_json(out, {"checkpoint": str(args.checkpoint), "split": split, "tta": args.tta,
-                     "fold": None if split == "all" else fold, "images": len(ds),
+                     "fold": None if split == "all" else fold, "images": len(chosen),
                      "metrics": metrics})
     print(f"wrote {out}")
     return EXIT_OK
@@ -258,15 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (see the module docstring)."""
-    from .config import ConfigError
-    from .data import DatasetError
-    from .inference import OutputError
-    from .models import CheckpointError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, CheckpointError, OutputError, FileNotFoundError, ValueError) as exc:
+    except (*USER_ERRORS, FileNotFoundError, ValueError) as exc:
         if args.debug:
             traceback.print_exc()
         if isinstance(exc, DatasetError) and args.command == "data":
@@ -278,8 +273,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(exc: Exception) -> str:
     """A one-line form of a multi-line error (the first problem, and how many more)."""
-    from .data import DatasetError
-
     if isinstance(exc, DatasetError) and exc.problems:
         more = f" (and {len(exc.problems) - 1} more problem(s))" if len(exc.problems) > 1 else ""
         return exc.problems[0] + more

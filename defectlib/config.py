@@ -1,17 +1,23 @@
-"""The config schema: every setting of a run, its default, its type and its range.
+"""Configs: the schema of a run's settings, resolving, families of arms, partitions and the hash.
 
 Introduced in chapter 03 (baseline).
 
-A YAML config names only what differs from these defaults.  :func:`parse_config`
-checks it against the schema (unknown keys with a close match, wrong types,
-out-of-range values, malformed YAML with its line) and returns the *resolved*
-config: a plain dict holding every setting, which is what a run's hash is
-computed from, so that changing a default in code changes the hash.
+A YAML config names only what differs from the schema's defaults.
+:func:`parse_config` checks it (unknown keys with a close match, wrong types,
+out-of-range values, malformed YAML with its line); :func:`resolve_config`
+applies the profile and overrides and returns the *resolved* config: a plain
+dict holding every setting, which is what a run's hash is computed from
+(:func:`config_hash`), so that changing a default in code changes the hash.
+A *family* (:func:`load_family`) is a base config and its arms.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import hashlib
+import json
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +25,21 @@ from typing import Any
 
 import yaml
 
+from .classes import CLASSES
+from .data import describe_dataset
+from .errors import ConfigError
+from .losses import build_loss
+from .paths import PROFILES, current_profile, project_root
+from .transforms import parse_augment
 
-class ConfigError(ValueError):
-    """A config that does not fit the schema; the message names the file and the key."""
+#: Overrides applied to every config in the smoke profile (dotted keys).
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "data.image_size": 64,
+    "data.max_per_category": 3,
+    "data.free_per_epoch": 2,
+    "train.epochs": 2,
+    "train.batch_size": 4,
+}
 
 
 def _choice(*values):
@@ -47,7 +65,7 @@ class DataConfig:
     """Which data, which fold partition, input size and augmentation."""
 
     dataset: str = field(default="magnetic_tile", metadata=_choice("magnetic_tile", "folder"))
-    root: str | None = None            # dataset folder; Magnetic Tile is found by defectlib.data.find_dataset
+    root: str | None = None            # dataset folder; Magnetic Tile is found by defectlib.download.find_dataset
     split: str = field(default="grouped", metadata=_choice("grouped", "random"))
     classes: list[str] | None = None   # filled from the dataset when resolved
     mask_format: str = field(default="binary", metadata=_choice("binary", "index"))
@@ -113,7 +131,7 @@ def _type_name(tp) -> str:
 def _check_value(value: Any, tp, key: str, meta: dict, where: str) -> Any:
     """Check one value against its annotated type and metadata; return it (ints widened to float)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
@@ -207,3 +225,132 @@ def set_dotted(cfg: dict, key: str, value: Any) -> None:
     for p in parents:
         cfg = cfg.setdefault(p, {})
     cfg[leaf] = value
+
+
+def _dataset_classes(data: dict, where: str) -> tuple[list[str], str]:
+    """Class names and mask format of the config's dataset."""
+    if data["dataset"] == "magnetic_tile":
+        return list(CLASSES), "binary"
+    if not data["root"]:
+        raise ConfigError(f"{where}: data.root: a folder dataset needs its folder")
+    spec = describe_dataset(data["root"], data["classes"], data["mask_format"])
+    return list(spec.classes), spec.mask_format
+
+
+def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, Any] | None = None,
+                   where: str = "<config>") -> dict:
+    """Validate a config mapping, apply the profile's and the given dotted-key overrides, fill defaults.
+
+    Raises:
+        ConfigError: unknown key, wrong type or value (naming ``where`` and the key).
+    """
+    raw = copy.deepcopy(raw)
+    profile = profile or raw.pop("profile", None) or current_profile()
+    if profile not in PROFILES:
+        raise ConfigError(f"{where}: profile {profile!r}; expected one of {PROFILES}")
+    raw.pop("profile", None)
+    for key, value in {**(SMOKE_OVERRIDES if profile == "smoke" else {}), **(overrides or {})}.items():
+        set_dotted(raw, key, value)
+    cfg = parse_config(raw, where)
+    cfg["data"]["classes"], cfg["data"]["mask_format"] = _dataset_classes(cfg["data"], where)
+    try:  # check the loss's name and parameters now, not after the data are loaded
+        build_loss(cfg["loss"]["name"], None, cfg["loss"]["params"])
+    except ValueError as exc:
+        raise ConfigError(f"{where}: loss: {exc}") from exc
+    try:
+        parse_augment(cfg["data"]["augment"])
+    except ValueError as exc:
+        raise ConfigError(f"{where}: data.augment: {exc}") from exc
+    cfg["profile"] = profile
+    return cfg
+
+
+def on_partition(cfg: dict, partition: str) -> dict:
+    """``cfg`` on another fold partition of its dataset: ``grouped`` (region groups) or ``random`` (image level).
+
+    The random partition exists to measure, once, how much a random split
+    flatters a recipe (chapter 6). Its config gets ``-random`` appended to
+    its name, so its runs are stored and named apart; ``grouped`` returns
+    ``cfg`` unchanged when it already is on the grouped folds.
+    """
+    if partition == cfg["data"]["split"]:
+        return cfg
+    name = cfg["name"].removesuffix("-random") + ("-random" if partition == "random" else "")
+    return resolve_config(cfg, cfg.get("profile"), {"data.split": partition, "name": name})
+
+
+def _config_path(path: str | Path) -> Path:
+    """A config path as given, or relative to the project root when it is not found as given."""
+    path = Path(path)
+    if not path.is_file() and not path.is_absolute() and (project_root() / path).is_file():
+        return project_root() / path
+    return path
+
+
+def load_config(path: str | Path, profile: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
+    """Read, validate and resolve a YAML config (relative paths also from the project root).
+
+    Raises:
+        ConfigError: missing file, malformed YAML (with line), or a config that does not fit the schema.
+    """
+    path = _config_path(path)
+    return resolve_config(read_yaml(path), profile, overrides, where=str(path))
+
+
+def load_family(path: str | Path, profile: str | None = None) -> dict[str, dict]:
+    """The arms of an experiment family: ``{arm: resolved config}``.
+
+    A family YAML names a ``base`` config and its ``arms``.  An arm is either
+    the path of another config, used as it is (so that its stored runs are
+    reused; e.g. the baseline as the reference arm), or a mapping of
+    dotted-key overrides of the base, whose config is named
+    ``<family>-<arm>``::
+
+        family: loss
+        base: configs/baseline.yaml
+        arms:
+          ce: configs/baseline.yaml
+          dice: {loss.name: dice}
+
+    Raises:
+        ConfigError: a malformed family file or arm (naming the file and the arm).
+    """
+    path = _config_path(path)
+    raw = read_yaml(path)
+    unknown = set(raw) - {"family", "description", "base", "arms"}
+    if unknown or not isinstance(raw.get("arms"), dict) or not isinstance(raw.get("base"), str):
+        raise ConfigError(f"{path}: a family needs 'family', 'base' (a config path) and 'arms' (a mapping)"
+                          + (f"; unknown key(s) {sorted(unknown)}" if unknown else ""))
+    base = read_yaml(_config_path(raw["base"]))
+    arms = {}
+    for arm, spec in raw["arms"].items():
+        where = f"{path}: arms.{arm}"
+        if isinstance(spec, str):
+            arms[arm] = load_config(spec, profile)
+        elif isinstance(spec, dict):
+            arm_raw = copy.deepcopy(base)
+            arm_raw["name"] = f"{raw.get('family', path.stem)}-{arm}"
+            for key, value in spec.items():   # part of the arm's config, so the smoke profile still shrinks it
+                set_dotted(arm_raw, key, value)
+            arms[arm] = resolve_config(arm_raw, profile, where=where)
+        else:
+            raise ConfigError(f"{where}: expected a config path or a mapping of overrides, got {spec!r}")
+    return arms
+
+
+def config_hash(cfg: dict) -> str:
+    """Short SHA-256 of the *resolved* config's canonical JSON (every default included)."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def check_winner_config(path: str | Path, arm_cfg: dict) -> str:
+    """Check that the committed config at ``path`` is the selected arm: the same resolved config and hash.
+
+    Returns a one-line summary; raises :class:`ConfigError` naming both hashes when they differ.
+    """
+    committed = load_config(path, arm_cfg.get("profile"))
+    want, got = config_hash(arm_cfg), config_hash(committed)
+    if got != want:
+        raise ConfigError(f"{path}: config hash {got} ({committed['name']}), not the selected arm's {want} "
+                          f"({arm_cfg['name']})")
+    return f"{path}: {committed['name']}, config hash {got}, the selected arm's"

@@ -23,17 +23,15 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import IMAGE_SUFFIXES, MAX_PIXELS, DatasetError, read_image, to_network_input
+from .data import IMAGE_SUFFIXES, MAX_PIXELS, read_image, to_network_input
+from .errors import DatasetError, OutputError
+from .export import OnnxModel
 from .models import TTA_MODES, encoder_normalization, load_checkpoint, logits, prepare, resolve_precision, with_tta
-from .viz import overlay
+from .overlays import overlay
 
 #: Output rows computed at once when bringing probabilities to native size.
 BAND_ROWS = 256
 CSV_NAME = "predictions.csv"
-
-
-class OutputError(ValueError):
-    """An output folder that predict refuses to write into."""
 
 
 @dataclass
@@ -139,8 +137,6 @@ class Predictor:
             raise ValueError(f"unknown test-time augmentation {tta!r}; choose from {TTA_MODES}")
         self.backend, self.max_pixels, self.tta = backend, max_pixels, tta
         if backend == "onnxruntime":
-            from .export import OnnxModel
-
             self.onnx = OnnxModel(checkpoint)
             self.classes, self.size = self.onnx.classes, self.onnx.image_size
             self.mean, self.std = self.onnx.mean, self.onnx.std

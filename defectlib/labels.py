@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .classes import CLASSES
-from .data import DatasetError
+from .errors import DatasetError
 
 DEFAULT_CLASS_MAP: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
 

@@ -25,10 +25,11 @@ Conventions:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
-
-from collections.abc import Sequence
+from sklearn.metrics import roc_auc_score
 
 
 def confusion_matrix(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, num_classes: int) -> np.ndarray:
@@ -76,8 +77,6 @@ def reduce_confusion(cm: np.ndarray, class_names: Sequence[str]) -> dict:
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve (NaN if only one class of label is present)."""
-    from sklearn.metrics import roc_auc_score
-
     labels = np.asarray(labels).astype(bool)
     if labels.all() or not labels.any():
         return float("nan")

@@ -17,6 +17,7 @@ evaluation, inference, the command line and the notebooks all use it.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -26,6 +27,8 @@ import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .errors import CheckpointError
 
 ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
 #: Test-time augmentation: ``none``, or ``flips`` (mean logits over the image and its horizontal,
@@ -43,10 +46,6 @@ OFFLINE_WEIGHTS = {
 }
 
 
-class CheckpointError(ValueError):
-    """A file that is not a checkpoint written by defectlib."""
-
-
 def imagenet_state_dict(encoder: str = LITE0) -> "OrderedDict[str, torch.Tensor]":
     """ImageNet weights of an EfficientNet-Lite encoder under timm's tensor names.
 
@@ -58,8 +57,6 @@ def imagenet_state_dict(encoder: str = LITE0) -> "OrderedDict[str, torch.Tensor]
         ImportError: the encoder's weights package is not installed (naming it).
         RuntimeError: the checkpoint does not map onto timm's model.
     """
-    import importlib
-
     if encoder not in OFFLINE_WEIGHTS:
         raise ValueError(f"offline ImageNet weights exist only for {sorted(OFFLINE_WEIGHTS)}, not {encoder}")
     module_name, class_name = OFFLINE_WEIGHTS[encoder]
@@ -91,11 +88,6 @@ def imagenet_classifier(encoder: str = LITE0) -> nn.Module:
     model = timm.create_model(encoder, pretrained=False)
     model.load_state_dict(imagenet_state_dict(encoder))
     return model.eval()
-
-
-def lite0_classifier() -> nn.Module:
-    """:func:`imagenet_classifier` of ``tf_efficientnet_lite0``."""
-    return imagenet_classifier(LITE0)
 
 
 def encoder_normalization(encoder: str = LITE0) -> tuple[tuple[float, ...], tuple[float, ...]]:

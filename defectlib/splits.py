@@ -23,27 +23,26 @@ fold *(k + 1) mod 5* and trains on the other three (:func:`fold_split`).
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from .classes import CATEGORIES, FREE
+from .paths import project_root
 
 N_FOLDS = 5
-PARTS = ("train", "val", "test")
 #: Parameters of the region grouping (recorded in the split file).
 GROUPING = {"max_gap": 600, "low_threshold": 0.97, "high_threshold": 0.9}
 
 
 def split_path(kind: str = "grouped") -> Path:
     """The committed split file: ``grouped`` (region groups) or ``random`` (image level)."""
-    from .data import project_root
-
     names = {"grouped": "magnetic_tile.json", "random": "magnetic_tile_random.json"}
     if kind not in names:
         raise ValueError(f"unknown split kind {kind!r}; expected one of {sorted(names)}")
@@ -199,57 +198,10 @@ def make_folds(samples: Sequence, groups: np.ndarray, n_folds: int = N_FOLDS, se
 
 def make_random_folds(samples: Sequence, n_folds: int = N_FOLDS, seed: int = 0) -> dict:
     """Image-level folds stratified by category, ignoring region groups (the leaky protocol)."""
-    from sklearn.model_selection import StratifiedKFold
-
     names = np.array([s.name for s in samples])
     cats = [s.category for s in samples]
     kfold = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return {str(f): sorted(names[test].tolist()) for f, (_, test) in enumerate(kfold.split(names, cats))}
-
-
-_NUMBER_LIST = re.compile(r"\[\s+((?:-?[\d.eE+-]+|NaN|Infinity|-Infinity)(?:,\s+(?:-?[\d.eE+-]+|NaN|Infinity|-Infinity))*)\s+\]")
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON through a temporary file and a rename (a kill never leaves half a file).
-
-    Indented for reading, with lists of numbers kept on one line (per-image
-    confusion matrices would otherwise take a line per number).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
-                            json.dumps(payload, indent=1))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(path)
-
-
-def build_split_files(samples: Sequence, progress: bool = True) -> tuple[dict, dict]:
-    """Compute groups, grouped folds and the random partition; write both committed files."""
-    low, high = correlations(samples, progress)
-    groups = near_duplicate_groups(samples, low, high)
-    folds, seed = make_folds(samples, groups)
-    group_map = {s.name: int(g) for s, g in zip(samples, groups)}
-    dataset = "Magnetic Tile (Huang et al. 2020), upstream commit cc4eb530"
-    grouped = {
-        "dataset": dataset,
-        "method": "grouped, stratified 5-fold partition of region groups; groups = per-category capture "
-                  "sequences merged by low-pass and high-pass correlation",
-        "parameters": {**GROUPING, "n_folds": N_FOLDS, "assignment_seed": seed},
-        "folds": folds,
-        "groups": group_map,
-    }
-    random = {
-        "dataset": dataset,
-        "method": "random image-level 5-fold partition stratified by category (ignores region groups; "
-                  "only for measuring how much a leaky split inflates scores)",
-        "parameters": {"n_folds": N_FOLDS, "seed": 0},
-        "folds": make_random_folds(samples),
-        "groups": group_map,
-    }
-    write_json_atomic(split_path("grouped"), grouped)
-    write_json_atomic(split_path("random"), random)
-    return grouped, random
 
 
 def load_split(path: str | Path | None = None) -> dict:
@@ -284,8 +236,6 @@ def select(samples: Sequence, names: Sequence[str]) -> list:
 
 def fold_table(samples: Sequence, split_data: dict | None = None, categories: Sequence[str] = CATEGORIES):
     """``(images, regions)`` per category (rows) and fold (columns), as pandas DataFrames."""
-    import pandas as pd
-
     split_data = split_data or load_split()
     fold_of = {n: int(f) for f, names in split_data["folds"].items() for n in names}
     df = pd.DataFrame([{"category": s.category, "fold": fold_of.get(s.name),

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
@@ -210,8 +211,6 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_loader: DataLoader, val_data
     model = prepare(model.to(ctx.device), channels_last)
     net = model
     if ctx.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
         net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     progress = progress and ctx.is_main
     optimizer, scheduler = schedule.build(model, len(train_loader))

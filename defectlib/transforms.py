@@ -23,6 +23,9 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
+import pandas as pd
+
+from .data import read_image
 
 #: The components of ``data.augment``, in the order they are applied.
 COMPONENTS = ("copy_paste", "flips", "d4", "affine", "photometric")
@@ -220,7 +223,7 @@ class DefectCopyPaste(A.DualTransform):
         return ()
 
 
-def lighting_variation(samples: Sequence, sequences: Sequence[int]) -> "pd.DataFrame":
+def lighting_variation(samples: Sequence, sequences: Sequence[int]) -> pd.DataFrame:
     """How much the lighting set-ups of one tile region change its images.
 
     For each image of a capture sequence (the same region under up to six
@@ -234,10 +237,6 @@ def lighting_variation(samples: Sequence, sequences: Sequence[int]) -> "pd.DataF
         One row per image: ``name``, ``sequence``, ``exp``, ``mean``, ``std``,
         ``contrast_factor``, ``brightness_shift``.
     """
-    import pandas as pd
-
-    from .data import read_image
-
     rows = []
     for s, seq in zip(samples, sequences):
         image = read_image(s.image).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Overlays and plots shared by the notebooks, the command line and the README.
+"""Plots shared by the notebooks and the README, in the report's one palette (:mod:`defectlib.overlays`).
 
 Introduced in chapter 01 (EDA); the training plots in chapter 03 (baseline).
 """
@@ -6,28 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib as mpl
+import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 
 from .classes import CLASSES
-
-#: RGB colour per pixel class (background unused); the report's one palette.
-CLASS_COLORS: dict[str, tuple[int, int, int]] = {
-    "background": (0, 0, 0),
-    "Blowhole": (230, 25, 75),
-    "Break": (255, 225, 25),
-    "Crack": (0, 130, 200),
-    "Fray": (245, 130, 48),
-    "Uneven": (60, 180, 75),
-}
-
-
-#: Colours for classes of other datasets, in order (a colour-blind-safe qualitative set).
-FALLBACK_COLORS: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230))
-
-
-#: Colour of the defect-free category in plots.
-FREE_COLOR: tuple[int, int, int] = (150, 150, 150)
+from .metrics import class_iou_per_image, confusion_matrix
+from .overlays import CLASS_COLORS, FALLBACK_COLORS, FREE_COLOR, error_map, overlay
 
 
 #: Font size (pt) of every text in a figure.  The book shows a figure up to 11 inches wide in a
@@ -40,7 +26,6 @@ def setup() -> None:
 
     Figures should be at most 11 inches wide (see :data:`FONT_PT`).
     """
-    import matplotlib as mpl
 
     mpl.rcParams.update({"figure.dpi": 150, "savefig.dpi": 150, "font.size": FONT_PT, "axes.titlesize": FONT_PT,
                          "axes.labelsize": FONT_PT, "xtick.labelsize": FONT_PT, "ytick.labelsize": FONT_PT,
@@ -61,50 +46,14 @@ def glue_figure(name: str, fig) -> None:
     The notebook's next markdown cell places it with ``{glue:figure} name``
     and its caption.
     """
-    import matplotlib.pyplot as plt
-    from myst_nb import glue
+    from myst_nb import glue   # the book's glue; optional outside a notebook
 
     glue(name, fig, display=False)
     plt.close(fig)
 
 
-def class_colors(classes: Sequence[str] = CLASSES) -> list[tuple[int, int, int]]:
-    """RGB colour per class: the report's palette for Magnetic Tile's names, else :data:`FALLBACK_COLORS`."""
-    return [CLASS_COLORS.get(name, FALLBACK_COLORS[(k - 1) % len(FALLBACK_COLORS)]) if k else (0, 0, 0)
-            for k, name in enumerate(classes)]
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, classes: Sequence[str] = CLASSES,
-            outline: int = 0) -> np.ndarray:
-    """Colour the defect pixels of a class-index mask over a grayscale image.
-
-    Works in place on one ``uint8`` copy, so large images cost little memory.
-    ``outline > 0`` also draws each region's contour that many pixels wide, so
-    that small defects stay visible when the image is shown small.
-
-    Shape:
-        - ``image``: ``(H, W)`` uint8; ``mask``: ``(H, W)`` class indices.
-        - output: ``(H, W, 3)`` uint8.
-    """
-    rgb = np.repeat(np.asarray(image, np.uint8)[..., None], 3, axis=2)
-    for index, color in enumerate(class_colors(classes)):
-        if index == 0:
-            continue
-        sel = mask == index
-        if sel.any():
-            blended = (1 - alpha) * rgb[sel].astype(np.float32) + alpha * np.asarray(color, np.float32)
-            rgb[sel] = blended.clip(0, 255).astype(np.uint8)
-            if outline:
-                import cv2
-
-                contours, _ = cv2.findContours(sel.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-                cv2.drawContours(rgb, contours, -1, tuple(int(c) for c in color), outline)
-    return rgb
-
-
 def plot_history(records: Sequence[dict], keys: Sequence[str] = ("train_loss", "val_miou", "val_defect_miou"), ax=None):
     """Learning curves of one or more run records, one panel per history key."""
-    import matplotlib.pyplot as plt
 
     axes = ax if ax is not None else plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2))[1]
     for key, a in zip(keys, np.atleast_1d(axes)):
@@ -119,8 +68,6 @@ def plot_history(records: Sequence[dict], keys: Sequence[str] = ("train_loss", "
 
 def plot_confusion(cm: np.ndarray, class_names: Sequence[str] = CLASSES, ax=None, normalize: bool = True):
     """Heat map of a pixel confusion matrix (rows truth, normalised per row)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     cm = np.asarray(cm, dtype=np.float64)
     shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
@@ -130,25 +77,6 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str] = CLASSES, ax=None
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     return ax
-
-
-#: Colours of :func:`error_map`: defect pixel found, false alarm or wrong class, missed.
-ERROR_COLORS: dict[str, tuple[int, int, int]] = {"found": (40, 160, 60), "false": (220, 40, 40),
-                                                 "missed": (40, 90, 220)}
-
-
-def error_map(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """RGB map of a prediction's errors on white: defect found (green), predicted defect
-    that is background or another class (red), defect predicted as background (blue).
-
-    Shape:
-        - ``truth``, ``pred``: ``(H, W)`` class indices; output ``(H, W, 3)`` uint8.
-    """
-    rgb = np.full(truth.shape + (3,), 255, np.uint8)
-    rgb[(truth > 0) & (pred == truth)] = ERROR_COLORS["found"]
-    rgb[(pred > 0) & (pred != truth)] = ERROR_COLORS["false"]
-    rgb[(truth > 0) & (pred == 0)] = ERROR_COLORS["missed"]
-    return rgb
 
 
 class Plain(str):
@@ -164,8 +92,6 @@ def plot_class_heatmap(ious, highlight: str | None = None, label: str = "test Io
     ``ious`` is a DataFrame such as :func:`defectlib.report.class_iou_table` times 100;
     the ``highlight`` arm's label is marked as the winner.
     """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     ax = ax or plt.subplots(figsize=(9.5, 0.55 * len(ious) + 1.5))[1]
     sns.heatmap(ious, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, cbar_kws={"label": label},
@@ -180,8 +106,6 @@ def plot_paired_intervals(intervals, reference: str, keys: Sequence[str] = ("mio
                           labels: Sequence[str] = ("test mIoU", "test defect mIoU")):
     """Forest plot of :func:`defectlib.report.paired_intervals`: per arm, one point per run
     with its interval, in points, against the reference (vertical line at 0)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     arms = list(dict.fromkeys(intervals["arm"]))
     folds = sorted(set(intervals["fold"]))
@@ -205,8 +129,6 @@ def plot_arm_curves(arms: dict, keys: Sequence[str] = ("val_miou", "val_defect_m
                     highlight: Sequence[str] = ()):
     """Validation curves of every arm, each the mean over its runs per epoch, one panel per key;
     the ``highlight`` arms are drawn thicker."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     fig, axes = plt.subplots(1, len(keys), figsize=(11, 5.4), sharex=True, squeeze=False)
     colors = dict(zip(arms, sns.color_palette("tab10", len(arms))))
@@ -231,9 +153,6 @@ def plot_predictions(rows: Sequence[tuple[str, object]], predictors: dict, class
     ``predictors`` maps a label to a :class:`defectlib.inference.Predictor`;
     each prediction is titled with its IoU for the row's class on that image.
     """
-    import matplotlib.pyplot as plt
-
-    from .metrics import class_iou_per_image, confusion_matrix
 
     ncols = 2 + len(predictors)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(2.6 * ncols, 2.6 * len(rows)), squeeze=False)
@@ -258,7 +177,6 @@ def plot_ladder(ladder, keys: Sequence[str] = ("miou", "defect_miou"),
                 labels: Sequence[str] = ("test mIoU (6 classes)", "test defect mIoU (5 classes)")):
     """The ladder of :func:`defectlib.report.ladder_table`: per recipe, the out-of-fold value with its
     95 % interval, one panel per metric, recipes in order from left to right."""
-    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(keys), figsize=(11, 4.2), squeeze=False)
     x = np.arange(len(ladder))
@@ -282,9 +200,6 @@ def plot_cases(cases: Sequence[dict], classes: Sequence[str] = CLASSES, width: f
     optionally with ``"box": (top, bottom, left, right)`` to zoom into. Each prediction is titled with
     its IoU of the image's true defect class (its count of defect pixels on a defect-free image).
     """
-    import matplotlib.pyplot as plt
-
-    from .metrics import class_iou_per_image, confusion_matrix
 
     ncols = 3 + max(len(c["predictions"]) for c in cases)
     side = width / ncols

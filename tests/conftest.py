@@ -1,9 +1,15 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from defectlib.data import project_root, sample_dataset
-from defectlib.experiments import load_config
+from defectlib import experiments, models, paths, run_data
+from defectlib.config import config_hash, load_config
+from defectlib.download import sample_dataset
+from defectlib.paths import project_root
+from defectlib.records import checkpoint_file
 
 
 @pytest.fixture
@@ -27,11 +33,48 @@ def smoke_config():
 
 @pytest.fixture(scope="session")
 def trained_run(smoke_config, tmp_path_factory):
-    """A smoke run on fold 0 (record and results root)."""
-    from defectlib.experiments import train_run
+    """The one real smoke training of the unit suite, on fold 0: ``(record, results root)``.
 
+    Every test that needs a trained model or a record reuses it; tests of
+    orchestration alone (families, partitions, command-line routing) use
+    :func:`fake_training` instead of training again.
+    """
     root = tmp_path_factory.mktemp("results")
-    return train_run(smoke_config, fold=0, progress=False, results_root=root), root
+    return experiments.train_run(smoke_config, fold=0, progress=False, results_root=root), root
+
+
+@pytest.fixture
+def fake_training(trained_run, monkeypatch):
+    """Replace :func:`defectlib.experiments.train_run` by a stand-in that trains nothing.
+
+    It writes what a run writes, for the config, fold and seed it is given:
+    the fixture's weights saved as that run's checkpoint, and a record with
+    that run's identity, partition and part sizes (metrics copied from the
+    fixture). Returns the list of ``(config name, fold, seed)`` it was asked for.
+    """
+    record0, root0 = trained_run
+    model, _ = models.load_checkpoint(checkpoint_file(record0, root0))
+    calls = []
+
+    def train_run(cfg, fold=0, seed=None, progress=True, results_root=None, stop_after_epoch=None):
+        seed = fold if seed is None else seed
+        calls.append((cfg["name"], fold, seed))
+        root = Path(results_root or paths.results_dir(cfg.get("profile")))
+        ckpt = experiments.checkpoint_path(cfg, fold, seed, root)
+        models.save_checkpoint(ckpt, model, cfg, fold=fold, seed=seed, epoch=record0["best_epoch"])
+        samples = run_data.dataset_samples(cfg, notify=False)
+        payload, split_file = run_data.split_data(cfg, samples, root)
+        parts = run_data.fold_samples(cfg, fold, samples, payload)
+        record = {**record0, "run_id": experiments.run_id(cfg, fold, seed), "config": cfg,
+                  "config_hash": config_hash(cfg), "fold": fold, "seed": seed, "world_size": 1,
+                  "split_file": paths.relative_to_project(split_file),
+                  "split_sizes": {k: len(v) for k, v in parts.items()},
+                  "checkpoint": {"path": os.path.relpath(ckpt, root), "sha256": paths.sha256_file(ckpt)}}
+        paths.write_json(experiments.record_path(cfg, fold, seed, root), record)
+        return record
+
+    monkeypatch.setattr(experiments, "train_run", train_run)
+    return calls
 
 
 def write_crackforest_like(root, n=15, seed=0):

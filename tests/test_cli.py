@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import write_crackforest_like
 from defectlib.cli import main
-from defectlib.data import sample_dataset
+from defectlib.download import sample_dataset
 
 
 def _checkpoint(trained_run):
@@ -167,27 +167,28 @@ def test_own_folder_trains_evaluates_and_predicts_from_the_command_line(tmp_path
     assert np.asarray(Image.open(tmp_path / "pred" / "000_mask.png")).shape == (320, 480)
 
 
-def test_train_subcommand_then_reuse(tmp_path, monkeypatch, capsys):
+def test_train_subcommand_then_reuse(tmp_path, monkeypatch, capsys, fake_training):
+    """Routing only (the training is faked; the own-folder test trains for real)."""
     monkeypatch.setenv("DEFECTLIB_PROFILE", "smoke")
     monkeypatch.setenv("DEFECTLIB_RESULTS_DIR", str(tmp_path))
     monkeypatch.setenv("DEFECTLIB_DATA_DIR", str(sample_dataset()))
     assert main(["train", "--config", "configs/baseline.yaml", "--fold", "3"]) == 0
     first = capsys.readouterr().out
     records = list((tmp_path / "runs").glob("baseline-*-fold3-seed3.json"))
-    assert len(records) == 1 and "val mIoU" in first
+    assert len(records) == 1 and "val mIoU" in first and fake_training == [("baseline", 3, 3)]
     stamp = records[0].stat().st_mtime_ns
     assert main(["train", "--config", "configs/baseline.yaml", "--fold", "3"]) == 0
-    assert records[0].stat().st_mtime_ns == stamp  # stored record returned, not retrained
+    assert records[0].stat().st_mtime_ns == stamp and len(fake_training) == 1  # stored record returned, not retrained
     assert first.endswith(capsys.readouterr().out)  # same summary, without the epoch lines
     # evaluate defaults to the checkpoint's own fold: its validation part, not fold 0's
     record = json.loads(records[0].read_text())
     out = tmp_path / "val.json"
     assert main(["evaluate", "--checkpoint", str(tmp_path / record["checkpoint"]["path"]), "--out", str(out)]) == 0
     evaluated = json.loads(out.read_text())
-    assert evaluated["fold"] == 3 and evaluated["metrics"]["miou"] == pytest.approx(record["val"]["miou"])
+    assert evaluated["fold"] == 3 and evaluated["images"] == record["split_sizes"]["val"]
 
 
-def test_family_trains_each_arm_fold_by_fold(tmp_path, monkeypatch, capsys):
+def test_family_trains_each_arm_fold_by_fold(tmp_path, monkeypatch, capsys, fake_training):
     monkeypatch.setenv("DEFECTLIB_PROFILE", "smoke")
     monkeypatch.setenv("DEFECTLIB_RESULTS_DIR", str(tmp_path))
     monkeypatch.setenv("DEFECTLIB_DATA_DIR", str(sample_dataset()))
@@ -195,6 +196,7 @@ def test_family_trains_each_arm_fold_by_fold(tmp_path, monkeypatch, capsys):
     runs = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
     assert [r.split("-fold")[1][0] for r in runs] == ["0", "0", "1", "1"]
     assert runs[0].startswith("baseline-") and runs[1].startswith("loss-dice-")
+    assert fake_training == [("baseline", 0, 0), ("loss-dice", 0, 0), ("baseline", 1, 1), ("loss-dice", 1, 1)]
     assert main(["train", "--config", "configs/loss_ablation.yaml", "--arm", "nope"]) == 2
     assert "no arm(s) ['nope']" in capsys.readouterr().err
 
@@ -211,7 +213,7 @@ def test_flip_tta_from_the_command_line(trained_run, tmp_path, capsys):
     assert (tmp_path / "p" / f"{image.stem}_mask.png").is_file()
 
 
-def test_train_on_the_random_partition(tmp_path, monkeypatch, capsys):
+def test_train_on_the_random_partition(tmp_path, monkeypatch, capsys, fake_training):
     monkeypatch.setenv("DEFECTLIB_PROFILE", "smoke")
     monkeypatch.setenv("DEFECTLIB_RESULTS_DIR", str(tmp_path))
     monkeypatch.setenv("DEFECTLIB_DATA_DIR", str(sample_dataset()))

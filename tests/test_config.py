@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from defectlib import config as schema
-from defectlib import experiments as ex
+from defectlib import config
 from defectlib.config import ConfigError
 
 
@@ -14,33 +14,33 @@ def _write(tmp_path, text):
 
 
 def test_resolved_config_holds_every_default():
-    cfg = ex.resolve_config({"name": "x"}, "full")
+    cfg = config.resolve_config({"name": "x"}, "full")
     assert cfg["train"]["epochs"] == schema.TrainConfig().epochs
     assert cfg["data"]["classes"][0] == "background" and len(cfg["data"]["classes"]) == 6
     assert cfg["profile"] == "full"
 
 
 def test_hash_changes_when_a_default_changes(monkeypatch):
-    before = ex.config_hash(ex.resolve_config({"name": "x"}, "full"))
+    before = config.config_hash(config.resolve_config({"name": "x"}, "full"))
     fields = {f.name: f for f in dataclasses.fields(schema.OptimizerConfig)}
     monkeypatch.setattr(fields["weight_decay"], "default", 0.05)
     monkeypatch.setattr(schema.OptimizerConfig.__init__, "__defaults__",
                         tuple(0.05 if d == 0.0001 else d for d in schema.OptimizerConfig.__init__.__defaults__))
-    after = ex.resolve_config({"name": "x"}, "full")
+    after = config.resolve_config({"name": "x"}, "full")
     assert after["optimizer"]["weight_decay"] == 0.05
-    assert ex.config_hash(after) != before
+    assert config.config_hash(after) != before
 
 
 def test_unknown_key_names_file_path_and_close_match(tmp_path):
     path = _write(tmp_path, "name: x\ntrain:\n  epoch: 3\n")
     with pytest.raises(ConfigError, match=r"cfg.yaml: train.epoch: unknown key \(did you mean train.epochs\?\)"):
-        ex.load_config(path)
+        config.load_config(path)
     path = _write(tmp_path, "name: x\ntrain:\n  learning_rate: 0.1\n")
     with pytest.raises(ConfigError, match=r"cfg.yaml: train.learning_rate: unknown key \(known: epochs"):
-        ex.load_config(path)
+        config.load_config(path)
     path = _write(tmp_path, "name: x\ntrian:\n  epochs: 3\n")
     with pytest.raises(ConfigError, match=r"trian: unknown key \(did you mean train\?\)"):
-        ex.load_config(path)
+        config.load_config(path)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -56,30 +56,30 @@ def test_unknown_key_names_file_path_and_close_match(tmp_path):
 ])
 def test_wrong_types_and_values_are_named(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as info:
-        ex.load_config(_write(tmp_path, text))
+        config.load_config(_write(tmp_path, text))
     assert "cfg.yaml" in str(info.value)
 
 
 def test_malformed_yaml_gives_file_and_line(tmp_path):
     path = _write(tmp_path, "name: x\ntrain:\n  epochs: [3\n  batch_size: 8\n")
     with pytest.raises(ConfigError, match=r"cfg.yaml:\d+: malformed YAML"):
-        ex.load_config(path)
+        config.load_config(path)
 
 
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
-        ex.load_config(tmp_path / "nope.yaml")
+        config.load_config(tmp_path / "nope.yaml")
 
 
 def test_smoke_profile_overrides():
-    cfg = ex.load_config("configs/baseline.yaml", profile="smoke")
+    cfg = config.load_config("configs/baseline.yaml", profile="smoke")
     assert cfg["data"]["image_size"] == 64 and cfg["train"]["epochs"] == 2
-    assert ex.config_hash(cfg) != ex.config_hash(ex.load_config("configs/baseline.yaml", profile="full"))
+    assert config.config_hash(cfg) != config.config_hash(config.load_config("configs/baseline.yaml", profile="full"))
 
 
 def test_winner_config_check_names_both_hashes(tmp_path):
     from defectlib.config import ConfigError
-    from defectlib.experiments import check_winner_config, load_family
+    from defectlib.config import check_winner_config, load_family
 
     arms = load_family("configs/loss_ablation.yaml", profile="smoke")
     assert "the selected arm's" in check_winner_config("configs/baseline.yaml", arms["ce"])
@@ -90,7 +90,7 @@ def test_winner_config_check_names_both_hashes(tmp_path):
 @pytest.mark.parametrize("profile", ["full", "smoke"])
 def test_loss_winner_config_is_its_arm(profile):
     """configs/loss_winner.yaml must resolve to the loss family's selected arm, so its runs are reused."""
-    from defectlib.experiments import check_winner_config, load_config, load_family
+    from defectlib.config import check_winner_config, load_config, load_family
 
     winner = load_config("configs/loss_winner.yaml", profile=profile)
     arm = winner["name"].removeprefix("loss-")
@@ -102,7 +102,7 @@ def test_loss_winner_config_is_its_arm(profile):
 def test_augment_winner_config_is_its_arm(profile):
     """configs/augment_winner.yaml must resolve to arm `flips` of the augmentation family, the arm chapter 5
     selects on its records (the chapter repeats this check against its own selection in the full profile)."""
-    from defectlib.experiments import check_winner_config, config_hash, load_config, load_family
+    from defectlib.config import check_winner_config, config_hash, load_config, load_family
 
     arms = load_family("configs/augmentation_ablation.yaml", profile=profile)
     assert check_winner_config("configs/augment_winner.yaml", arms["flips"]).endswith("the selected arm's")
@@ -114,14 +114,14 @@ def test_augment_winner_config_is_its_arm(profile):
 @pytest.mark.parametrize("profile", ["full", "smoke"])
 def test_final_config_is_the_long_candidate(profile):
     """configs/final.yaml must resolve to arm `long` of the chapter-6 candidates, so folds 0-2 are reused."""
-    from defectlib.experiments import check_winner_config, load_family
+    from defectlib.config import check_winner_config, load_family
 
     arms = load_family("configs/final_candidates.yaml", profile=profile)
     assert check_winner_config("configs/final.yaml", arms["long"]).endswith("the selected arm's")
 
 
 def test_on_partition_names_and_hashes_the_random_runs_apart():
-    from defectlib.experiments import config_hash, load_config, on_partition
+    from defectlib.config import config_hash, load_config, on_partition
 
     cfg = load_config("configs/baseline.yaml", profile="smoke")
     random = on_partition(cfg, "random")
@@ -134,7 +134,7 @@ def test_on_partition_names_and_hashes_the_random_runs_apart():
 
 def test_smoke_profile_shrinks_an_arm_that_sets_the_budget(tmp_path):
     """An arm's overrides are part of its config: the smoke profile still sets its epochs."""
-    from defectlib.experiments import load_family
+    from defectlib.config import load_family
 
     family = tmp_path / "family.yaml"
     family.write_text("family: f\nbase: configs/baseline.yaml\narms:\n  long:\n    train.epochs: 50\n")

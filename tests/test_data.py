@@ -6,21 +6,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defectlib import data
-from defectlib.data import DatasetError
+from defectlib import classes, data, download
+from defectlib.errors import DatasetError
 
 
 def test_sample_dataset_is_valid_and_small():
-    samples = data.validate_dataset(data.sample_dataset())
-    assert {s.category for s in samples} == set(data.CATEGORIES)
-    assert sum(p.stat().st_size for p in data.sample_dataset().rglob("*") if p.is_file()) < 1_000_000
+    samples = data.validate_dataset(download.sample_dataset())
+    assert {s.category for s in samples} == set(classes.CATEGORIES)
+    assert sum(p.stat().st_size for p in download.sample_dataset().rglob("*") if p.is_file()) < 1_000_000
 
 
 def test_class_index_mask_uses_category_label(tiny_pair):
     (sample,) = data.list_samples(tiny_pair)
     mask = data.class_index_mask(sample)
     assert mask.dtype == np.uint8
-    assert set(np.unique(mask)) == {0, data.CLASSES.index("Crack")}
+    assert set(np.unique(mask)) == {0, classes.CLASSES.index("Crack")}
     assert (mask > 0).sum() == 50
 
 
@@ -137,7 +137,7 @@ def _archive_with_manifest(tiny_pair, tmp_path):
 def test_install_from_local_archive(tiny_pair, tmp_path):
     archive, manifest = _archive_with_manifest(tiny_pair, tmp_path)
     dest = tmp_path / "installed"
-    data.install_dataset(archive, dest, manifest)
+    download.install_dataset(archive, dest, manifest)
     assert len(data.validate_dataset(dest)) == 1
 
 
@@ -146,7 +146,7 @@ def test_checksum_mismatch_leaves_nothing(tiny_pair, tmp_path):
     manifest["MT_Crack/Imgs/exp1_num_1.png"] = "0" * 64
     dest = tmp_path / "out" / "installed"
     with pytest.raises(DatasetError, match="exp1_num_1.png: SHA-256 mismatch"):
-        data.install_dataset(archive, dest, manifest)
+        download.install_dataset(archive, dest, manifest)
     assert not dest.exists()
     assert list(dest.parent.iterdir()) == []  # no partial folder left behind
 
@@ -156,24 +156,24 @@ def test_corrupt_archive_leaves_nothing(tmp_path):
     bad.write_bytes(b"not a zip")
     dest = tmp_path / "out" / "installed"
     with pytest.raises(DatasetError, match="bad.zip"):
-        data.install_dataset(bad, dest, {})
+        download.install_dataset(bad, dest, {})
     assert list(dest.parent.iterdir()) == []
 
 
 def test_manifest_covers_upstream():
-    manifest = data.read_manifest()
+    manifest = download.read_manifest()
     images = [n for n in manifest if n.endswith(".jpg") and "/Imgs/" in n]
     assert len(images) == 1344
     assert all(n[:-4] + ".png" in manifest for n in images)
 
 
 def test_find_dataset_order(tmp_path, monkeypatch, tiny_pair):
-    assert data.find_dataset(tiny_pair) == tiny_pair
-    monkeypatch.setenv(data.ENV_DATA_DIR, str(tiny_pair))
-    assert data.find_dataset() == tiny_pair
-    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "missing"))
+    assert download.find_dataset(tiny_pair) == tiny_pair
+    monkeypatch.setenv(download.ENV_DATA_DIR, str(tiny_pair))
+    assert download.find_dataset() == tiny_pair
+    monkeypatch.setenv(download.ENV_DATA_DIR, str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="missing"):
-        data.find_dataset()
+        download.find_dataset()
 
 
 def _folder(tmp_path, tiny_pair, names=("a",)):

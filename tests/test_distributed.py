@@ -6,8 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from defectlib.data import project_root, sample_dataset
-from defectlib.experiments import config_hash, load_config
+from defectlib.config import config_hash, load_config
+from defectlib.download import sample_dataset
+from defectlib.paths import project_root
 from defectlib.training import DefectBalancedSampler
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from defectlib import cli, data, export, inference, models
+from defectlib import cli, data, download, export, inference, models
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def exported(trained_run, tmp_path_factory):
 
 
 def _sample_batch(size, mean, std):
-    images = [data.read_image(s.image) for s in data.list_samples(data.sample_dataset())]
+    images = [data.read_image(s.image) for s in data.list_samples(download.sample_dataset())]
     return torch.stack([data.to_network_input(np.array(Image.fromarray(im).resize((size[1], size[0]))), mean, std)
                         for im in images])
 
@@ -49,7 +49,7 @@ def test_onnx_metadata_describes_the_input(exported, smoke_config):
 
 def test_predict_with_onnxruntime_gives_the_pytorch_outputs(exported, tmp_path):
     checkpoint, path = exported
-    inputs = [str(s.image) for s in data.list_samples(data.sample_dataset())]
+    inputs = [str(s.image) for s in data.list_samples(download.sample_dataset())]
     rows_pt, _ = inference.predict_to_folder(checkpoint, inputs, tmp_path / "pt", precision="fp32", progress=False)
     assert cli.main(["predict", "--checkpoint", str(path), "--backend", "onnxruntime", *inputs,
                      "--out", str(tmp_path / "ort")]) == 0
@@ -81,7 +81,7 @@ def test_onnx_backend_refuses_files_that_are_not_exported_models(exported, tmp_p
         export.OnnxModel(checkpoint)
     with pytest.raises(export.OnnxModelError, match="no such file"):
         export.OnnxModel(tmp_path / "missing.onnx")
-    image = str(data.list_samples(data.sample_dataset())[0].image)
+    image = str(data.list_samples(download.sample_dataset())[0].image)
     status = cli.main(["predict", "--checkpoint", str(checkpoint), "--backend", "onnxruntime", image,
                        "--out", str(tmp_path / "out")])
     assert status == cli.EXIT_ERROR

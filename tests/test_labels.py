@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from defectlib.data import DatasetError
+from defectlib.errors import DatasetError
 from defectlib.labels import coco_to_masks, labelme_to_mask, mask_to_polygons, rasterize_polygons
 
 

@@ -1,6 +1,5 @@
 import socket
 
-import numpy as np
 import pytest
 import torch
 

@@ -3,17 +3,17 @@ from pathlib import Path
 
 import pytest
 
-from defectlib import experiments, report
+from defectlib import config, experiments, report, selection, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDS = (0, 1, 2)
 
 
-def _records(config: str) -> list[dict]:
-    cfg = experiments.load_config(ROOT / config, profile="full")
+def _records(config_file: str) -> list[dict]:
+    cfg = config.load_config(ROOT / config_file, profile="full")
     records = [experiments.read_record(cfg, fold, fold, ROOT / "results") for fold in FOLDS]
     if any(r is None for r in records):
-        pytest.skip(f"{config}: not every record of folds {FOLDS} is committed")
+        pytest.skip(f"{config_file}: not every record of folds {FOLDS} is committed")
     return records
 
 
@@ -23,16 +23,16 @@ def _readme() -> str:
 
 
 def _pm(records: list[dict], key: str) -> str:
-    mean, std = report.mean_std([r["test"][key] for r in records])
+    mean, std = stats.mean_std([r["test"][key] for r in records])
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-@pytest.mark.parametrize("config", ["configs/baseline.yaml", "configs/loss_winner.yaml"])
-def test_readme_quotes_the_records(config):
+@pytest.mark.parametrize("config_file", ["configs/baseline.yaml", "configs/loss_winner.yaml"])
+def test_readme_quotes_the_records(config_file):
     readme = _readme()
-    records = _records(config)
+    records = _records(config_file)
     for key in ("miou", "defect_miou"):
-        assert _pm(records, key) in readme, f"README does not quote {config}'s test {key} {_pm(records, key)}"
+        assert _pm(records, key) in readme, f"README does not quote {config_file}'s test {key} {_pm(records, key)}"
 
 
 def test_readme_loss_paragraph_per_class_and_false_alarms():
@@ -49,19 +49,19 @@ def test_readme_loss_paragraph_per_class_and_false_alarms():
 def test_readme_augmentation_paragraph():
     """Chapter 5's paragraph: mean validation mIoU of the arms it names, and d4's and flips' test mIoU."""
     readme = _readme()
-    family = experiments.load_family(ROOT / "configs/augmentation_ablation.yaml", profile="full")
+    family = config.load_family(ROOT / "configs/augmentation_ablation.yaml", profile="full")
     arms = {}
     for arm, cfg in family.items():
         records = [experiments.read_record(cfg, fold, fold, ROOT / "results") for fold in FOLDS]
         if any(r is None for r in records):
             pytest.skip(f"augmentation arm {arm}: not every record of folds {FOLDS} is committed")
         arms[arm] = records
-    val = {arm: f"{100 * report.mean_std([r['val']['miou'] for r in rs])[0]:.1f}" for arm, rs in arms.items()}
+    val = {arm: f"{100 * stats.mean_std([r['val']['miou'] for r in rs])[0]:.1f}" for arm, rs in arms.items()}
     assert f"mean validation mIoU {val['flips']} %" in readme
     assert f"copy-paste + flips at {val['best']} %" in readme and f"d4, at {val['d4']} %" in readme
     assert f"({val['photometric']} and {val['copy_paste']} %)" in readme
     assert f"({_pm(arms['d4'], 'miou')} % against {_pm(arms['flips'], 'miou')} % for flips)" in readme
-    _, winner = report.ranking_table(arms)
+    _, winner = selection.ranking_table(arms)
     assert winner == "flips", "the README says no pipeline beats flips"
 
 
@@ -69,22 +69,22 @@ ALL_FOLDS = (0, 1, 2, 3, 4)
 RANDOM_FOLDS = ALL_FOLDS  # chapter 6 trains the random partition on all five folds too
 
 
-def _records_of(config: str, folds: tuple[int, ...], partition: str | None = None) -> list[dict]:
-    cfg = experiments.load_config(ROOT / config, profile="full")
+def _records_of(config_file: str, folds: tuple[int, ...], partition: str | None = None) -> list[dict]:
+    cfg = config.load_config(ROOT / config_file, profile="full")
     if partition:
-        cfg = experiments.on_partition(cfg, partition)
+        cfg = config.on_partition(cfg, partition)
     records = [experiments.read_record(cfg, fold, fold, ROOT / "results") for fold in folds]
     missing = [fold for fold, r in zip(folds, records) if r is None]
-    assert not missing, f"the README quotes {config} ({partition or 'grouped'}), but folds {missing} have no record"
+    assert not missing, f"the README quotes {config_file} ({partition or 'grouped'}), but folds {missing} have no record"
     return records
 
 
-def _five(config: str) -> list[dict]:
-    return _records_of(config, ALL_FOLDS)
+def _five(config_file: str) -> list[dict]:
+    return _records_of(config_file, ALL_FOLDS)
 
 
 def _oof(records: list[dict], key: str) -> str:
-    return f"{100 * report.pool_records(records, 'test')['test'][key]:.1f}"
+    return f"{100 * stats.pool_records(records, 'test')['test'][key]:.1f}"
 
 
 def test_readme_final_paragraph():
@@ -94,21 +94,21 @@ def test_readme_final_paragraph():
     loss = _five("configs/loss_winner.yaml")
     random = _records_of("configs/final.yaml", RANDOM_FOLDS, "random")
     grouped_same = [r for r in final if r["fold"] in RANDOM_FOLDS]
-    pooled = report.pool_records(final, "test")
+    pooled = stats.pool_records(final, "test")
     assert f"out-of-fold test mIoU of {_oof(final, 'miou')} %" in readme
     assert f"defect mIoU of {_oof(final, 'defect_miou')} %" in readme
     for cls in pooled["config"]["data"]["classes"][1:]:
         assert f"{cls} {100 * pooled['test']['iou'][cls]:.1f}" in readme, cls
     ladder = " → ".join(f"{_oof(rs, 'miou')} / {_oof(rs, 'defect_miou')}" for rs in (baseline, loss, final))
     assert ladder in readme, ladder
-    inflation = (report.pool_records(random, "test")["test"]["miou"]
-                 - report.pool_records(grouped_same, "test")["test"]["miou"])
+    inflation = (stats.pool_records(random, "test")["test"]["miou"]
+                 - stats.pool_records(grouped_same, "test")["test"]["miou"])
     assert f"scores {_oof(random, 'miou')} % out of fold against {_oof(grouped_same, 'miou')} %" in readme
     assert f"adds {100 * inflation:.1f} points" in readme
     assert f"`results/{final[0]['checkpoint']['path']}`" in readme
-    alarms = report.false_alarms(pooled, "test")
+    alarms = stats.false_alarms(pooled, "test")
     assert f"{100 * alarms['image_rate']:.1f} % of the {alarms['images']} defect-free images" in readme
-    intervals = report.group_bootstrap(pooled, "test", ("miou", "defect_miou"), n_boot=1000)
+    intervals = stats.group_bootstrap(pooled, "test", ("miou", "defect_miou"), n_boot=1000)
     for key in ("miou", "defect_miou"):
         assert f"{100 * intervals[key][0]:.1f} to {100 * intervals[key][1]:.1f}" in readme, key
 
@@ -116,11 +116,11 @@ def test_readme_final_paragraph():
 def test_readme_final_choice():
     """The README's account of chapter 6's choice: long wins a tie on validation mIoU."""
     readme = _readme()
-    family = experiments.load_family(ROOT / "configs/final_candidates.yaml", profile="full")
+    family = config.load_family(ROOT / "configs/final_candidates.yaml", profile="full")
     candidates = {arm: [experiments.read_record(cfg, f, f, ROOT / "results") for f in FOLDS] for arm, cfg in family.items()}
     if any(r is None for rs in candidates.values() for r in rs):
         pytest.skip("not every candidate record is committed")
-    table, winner = report.ranking_table(candidates)
+    table, winner = selection.ranking_table(candidates)
     assert winner == "long"
     shown = {f"{v:.1f}" for v in table["mean validation mIoU (%)"]}
     assert len(shown) == 1 and f"validation mIoU, {shown.pop()} % each" in readme

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from defectlib import report
+from defectlib import qualitative, report, selection, stats
 
 
 def _record(fold, val_miou, val_dmiou, test_miou=0.3, per_image=None):
@@ -16,8 +16,8 @@ def test_select_arm_breaks_near_ties_on_defect_miou():
     arms = {"a": [_record(0, 0.400, 0.10), _record(1, 0.400, 0.10)],
             "b": [_record(0, 0.397, 0.30), _record(1, 0.397, 0.30)],   # 0.3 points behind, far better on defects
             "c": [_record(0, 0.380, 0.50), _record(1, 0.380, 0.50)]}   # 2 points behind: out
-    assert report.select_arm(arms) == "b"
-    assert report.select_arm({k: v for k, v in arms.items() if k != "b"}) == "a"
+    assert selection.select_arm(arms) == "b"
+    assert selection.select_arm({k: v for k, v in arms.items() if k != "b"}) == "a"
 
 
 def test_paired_differences_match_folds():
@@ -33,7 +33,7 @@ def test_false_alarms_count_defect_free_images_only():
     # 2x2 confusion matrices flattened: [bg->bg, bg->A, A->bg, A->A]
     per_image = {"names": ["free1", "free2", "defect"], "scores": [0, 0, 0],
                  "confusion": [[900, 100, 0, 0], [1000, 0, 0, 0], [500, 300, 100, 100]]}
-    fa = report.false_alarms(_record(0, 0, 0, per_image=per_image), min_pixels=64)
+    fa = stats.false_alarms(_record(0, 0, 0, per_image=per_image), min_pixels=64)
     assert fa == {"image_rate": 0.5, "pixel_rate": pytest.approx(100 / 2000), "images": 2}
 
 
@@ -43,7 +43,7 @@ def test_fold_table_formats_percent_and_spread():
     assert list(table.columns) == ["fold 0", "fold 1", "mean ± std"]
     assert table.loc["mIoU (6 classes)"].tolist() == ["30.0", "20.0", "25.0 ± 7.1"]
     assert table.loc["IoU A"].tolist() == ["10.0", "10.0", "10.0 ± 0.0"]
-    assert report.pct(float("nan")) == "-" and np.isnan(report.mean_std([])[0])
+    assert report.pct(float("nan")) == "-" and np.isnan(stats.mean_std([])[0])
 
 
 def _scored(fold, names, confusions, split_file, **extra):
@@ -108,9 +108,9 @@ def test_images_at_rank_picks_worst_median_and_best_of_each_class(tmp_path):
     # class A on four images with IoU 0, 1/4, 1/2, 1; one image without A
     confusions = [[10, 0, 4, 0], [10, 3, 0, 1], [10, 0, 1, 1], [10, 0, 0, 2], [10, 0, 0, 0]]
     record = _scored(0, ["i0", "i1", "i2", "i3", "free"], confusions, tmp_path / "s.json")
-    assert report.images_at_rank(record, "test", 0.0) == [("A", "i0", 0.0)]
-    assert report.images_at_rank(record, "test", 0.5) == [("A", "i2", 0.5)]
-    assert report.images_at_rank(record, "test", 1.0) == [("A", "i3", 1.0)]
+    assert stats.images_at_rank(record, "test", 0.0) == [("A", "i0", 0.0)]
+    assert stats.images_at_rank(record, "test", 0.5) == [("A", "i2", 0.5)]
+    assert stats.images_at_rank(record, "test", 1.0) == [("A", "i3", 1.0)]
 
 
 def test_combine_steps_keeps_components_whose_step_raised_validation_miou():
@@ -118,10 +118,10 @@ def test_combine_steps_keeps_components_whose_step_raised_validation_miou():
             "affine": [_record(0, 0.41, 0.1)], "photometric": [_record(0, 0.43, 0.1)]}
     steps = [("d4", "d4-flips"), ("affine", "affine"), ("photometric", "photometric")]
     # d4 beats flips (kept, replacing flips); affine falls (dropped); photometric beats affine (kept)
-    assert report.combine_steps(arms, ("flips", "flips"), steps) == "d4+photometric"
+    assert selection.combine_steps(arms, ("flips", "flips"), steps) == "d4+photometric"
     arms["d4"] = [_record(0, 0.39, 0.1)]   # now d4 falls; affine rises over d4, photometric over affine
-    assert report.combine_steps(arms, ("flips", "flips"), steps) == "flips+affine+photometric"
-    assert report.combine_steps({"a": [_record(0, 0.5, 0)], "b": [_record(0, 0.4, 0)]},
+    assert selection.combine_steps(arms, ("flips", "flips"), steps) == "flips+affine+photometric"
+    assert selection.combine_steps({"a": [_record(0, 0.5, 0)], "b": [_record(0, 0.4, 0)]},
                                 ("a", "none"), [("b", "flips")]) == "none"
 
 
@@ -136,23 +136,23 @@ def test_pool_records_joins_folds_and_refuses_an_image_twice():
     b = _record(1, 0.4, 0.1, per_image=_table(["z"], [0.8], [True]))
     for r in (a, b):
         r["split_file"] = "data/splits/magnetic_tile.json"
-    pooled = report.pool_records([a, b])
+    pooled = stats.pool_records([a, b])
     assert pooled["per_image"]["test"]["names"] == ["x", "y", "z"] and pooled["folds"] == [0, 1]
     assert pooled["test"]["images"] == 3 and pooled["test"]["iou"]["A"] == 1.0
     assert pooled["test"]["image_accuracy"] == 1.0
     with pytest.raises(ValueError, match="more than one record"):
-        report.pool_records([a, a])
+        stats.pool_records([a, a])
     b["split_file"] = "other.json"
     with pytest.raises(ValueError, match="different partitions"):
-        report.pool_records([a, b])
+        stats.pool_records([a, b])
 
 
 def test_accuracy_threshold_is_chosen_between_the_classes():
     table = _table(list("abcd"), [0.2, 0.3, 0.35, 0.9], [False, False, True, True])
-    t = report.accuracy_threshold(table)
+    t = selection.accuracy_threshold(table)
     assert 0.3 < t <= 0.35
-    assert report.table_metrics(table, ("background", "A"), threshold=t)["image_accuracy"] == 1.0
-    assert report.table_metrics(table, ("background", "A"))["image_accuracy"] == 0.75   # 0.5 misses "c"
+    assert stats.table_metrics(table, ("background", "A"), threshold=t)["image_accuracy"] == 1.0
+    assert stats.table_metrics(table, ("background", "A"))["image_accuracy"] == 0.75   # 0.5 misses "c"
 
 
 def test_ablation_prose_helpers():
@@ -164,7 +164,7 @@ def test_ablation_prose_helpers():
         return r
     arms = {"ref": [rec("r0", 0.30, 0.10, 10.0)], "new": [rec("n0", 0.40, 0.20, 10.5)],
             "slow": [rec("s0", 0.20, 0.05, 4.0)]}
-    table, winner = report.ranking_table(arms)
+    table, winner = selection.ranking_table(arms)
     assert winner == "new" and list(table.index) == ["new", "ref", "slow"] and table.loc["new", "selected"] == "winner"
     assert "`s0`" in report.throughput_note(arms, "the loss") and "1 run(s)" in report.throughput_note(arms, "the loss")
     assert "No run" in report.throughput_note({k: v for k, v in arms.items() if k != "slow"}, "the loss")
@@ -191,10 +191,10 @@ def test_failure_kinds_name_each_outcome():
         [900, 70, 0, 0, 0, 0, 0, 0, 0],    # Free, 70 pixels predicted A -> false alarm
         [960, 10, 0, 0, 0, 0, 0, 0, 0],    # Free, 10 pixels -> clean
     ]
-    kinds = report.failure_kinds(_kinds_record(confusions, list("uvwxyz")))
+    kinds = qualitative.failure_kinds(_kinds_record(confusions, list("uvwxyz")))
     assert kinds["kind"].tolist() == ["found", "wrong class", "missed", "partly found", "false alarm", "clean"]
     assert kinds["predicted"].tolist()[:2] == ["A", "B"] and kinds["truth"].tolist()[-1] == "Free"
-    table = report.failure_table(kinds)
+    table = qualitative.failure_table(kinds)
     assert table.loc["A", "images"] == 4 and table.loc["Free", "false alarm"] == 1
 
 
@@ -203,10 +203,10 @@ def test_disagreements_rank_both_directions():
     bad = [100, 0, 0, 20, 0, 0, 0, 0, 0]
     a = _kinds_record([good, bad, good], ["p", "q", "r"])
     b = _kinds_record([bad, good, good], ["p", "q", "r"])
-    top = report.disagreements(a, b, top=1)
+    top = qualitative.disagreements(a, b, top=1)
     assert top["name"].tolist() == ["q", "p"] and top["difference"].tolist() == [1.0, -1.0]
     with pytest.raises(ValueError, match="same images"):
-        report.disagreements(a, _kinds_record([good], ["p"]))
+        qualitative.disagreements(a, _kinds_record([good], ["p"]))
 
 
 def test_ladder_table_pools_each_recipe_and_checks_folds():
@@ -235,11 +235,11 @@ def test_thin_structure_sees_a_thicker_and_broken_prediction():
     pred = np.zeros_like(truth)
     pred[17:23, 10:45] = 3                        # 6 px wide, broken in two
     pred[17:23, 55:90] = 3
-    row = report.thin_structure(truth, pred, 3)
+    row = qualitative.thin_structure(truth, pred, 3)
     assert row["true pieces"] == 1 and row["predicted pieces"] == 2
     assert row["true width (px)"] == pytest.approx(3, rel=0.15)
     assert row["width ratio"] == pytest.approx(2, rel=0.2)
-    assert np.isnan(report.thin_structure(truth, np.zeros_like(truth), 3)["width ratio"])
+    assert np.isnan(qualitative.thin_structure(truth, np.zeros_like(truth), 3)["width ratio"])
 
 
 def test_arm_convergence_flags_arms_still_rising():

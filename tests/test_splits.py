@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from defectlib.classes import CATEGORIES, DEFECT_CLASSES
-from defectlib.data import Sample, read_manifest
+from defectlib.data import Sample
+from defectlib.download import read_manifest
 from defectlib.splits import (capture_sequences, fold_split, load_split, make_folds, near_duplicate_groups,
                               split_path)
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from defectlib import config, paths, run_data, selection
 from defectlib import experiments as ex
 from defectlib.data import SegmentationDataset, Sample
 from defectlib.training import DefectBalancedSampler, evaluate
@@ -20,7 +21,7 @@ def _comparable(record):
 
 
 def test_smoke_training_loss_goes_down(smoke_config, tmp_path):
-    cfg = ex.resolve_config(smoke_config, "smoke", {"train.epochs": 4, "optimizer.lr": 0.003})
+    cfg = config.resolve_config(smoke_config, "smoke", {"train.epochs": 4, "optimizer.lr": 0.003})
     record = ex.train_run(cfg, fold=0, progress=False, results_root=tmp_path)
     losses = [e["train_loss"] for e in record["history"]]
     assert losses[-1] < losses[0]
@@ -31,7 +32,7 @@ def test_record_contents(trained_run):
     for key in ("config", "config_hash", "fold", "seed", "git_commit", "environment", "precision", "wall_seconds",
                 "history", "val", "test", "per_image", "checkpoint"):
         assert key in record
-    assert record["config_hash"] == ex.config_hash(record["config"])
+    assert record["config_hash"] == config.config_hash(record["config"])
     assert record["precision"] in ("bf16", "fp32")
     assert (root / record["checkpoint"]["path"]).is_file()
     assert len(record["history"]) == record["epochs_run"]
@@ -39,25 +40,14 @@ def test_record_contents(trained_run):
     assert not (root / "work" / record["run_id"]).exists()  # epoch checkpoints cleaned up
 
 
-def test_same_seed_same_record(smoke_config, trained_run, tmp_path):
-    again = ex.train_run(smoke_config, fold=0, progress=False, results_root=tmp_path)
-    assert _comparable(again) == _comparable(trained_run[0])
-    assert again["checkpoint"]["sha256"] == trained_run[0]["checkpoint"]["sha256"]
-
-
-def test_same_seed_same_record_in_bfloat16(smoke_config, tmp_path):
-    cfg = ex.resolve_config(smoke_config, "smoke", {"train.precision": "bf16"})
-    first = ex.train_run(cfg, fold=0, progress=False, results_root=tmp_path / "a")
-    second = ex.train_run(cfg, fold=0, progress=False, results_root=tmp_path / "b")
-    assert first["precision"] == "bf16"
-    assert _comparable(first) == _comparable(second)
-
-
-def test_resume_after_kill_gives_same_record(smoke_config, trained_run, tmp_path):
+def test_resume_after_kill_gives_the_same_record_and_weights(smoke_config, trained_run, tmp_path):
+    """Killed after epoch 1 and resumed, a run ends exactly as the uninterrupted fixture run: the same
+    seed gives the same record and the same checkpoint bytes (so a run is also reproducible)."""
     assert ex.train_run(smoke_config, fold=0, progress=False, results_root=tmp_path, stop_after_epoch=1) == {}
     assert not ex.record_path(smoke_config, 0, 0, tmp_path).exists()
     resumed = ex.train_run(smoke_config, fold=0, progress=False, results_root=tmp_path)
     assert _comparable(resumed) == _comparable(trained_run[0])
+    assert resumed["checkpoint"]["sha256"] == trained_run[0]["checkpoint"]["sha256"]
 
 
 def test_get_run_reuses_stored_record(smoke_config, trained_run, monkeypatch):
@@ -67,20 +57,20 @@ def test_get_run_reuses_stored_record(smoke_config, trained_run, monkeypatch):
 
 
 def test_smoke_profile_writes_to_temp(monkeypatch):
-    monkeypatch.delenv(ex.ENV_RESULTS, raising=False)
-    monkeypatch.setenv(ex.ENV_PROFILE, "smoke")
-    assert "defectlib-smoke" in str(ex.results_dir())
+    monkeypatch.delenv(paths.ENV_RESULTS, raising=False)
+    monkeypatch.setenv(paths.ENV_PROFILE, "smoke")
+    assert "defectlib-smoke" in str(paths.results_dir())
 
 
 def test_missing_dataset_is_an_error_outside_smoke(monkeypatch, tmp_path):
-    cfg = ex.resolve_config({"name": "x", "data": {"root": str(tmp_path / "nowhere")}}, "full")
+    cfg = config.resolve_config({"name": "x", "data": {"root": str(tmp_path / "nowhere")}}, "full")
     with pytest.raises(FileNotFoundError, match="nowhere: dataset path does not exist"):
-        ex.dataset_samples(cfg)
+        run_data.dataset_samples(cfg)
 
 
 def test_smoke_fallback_to_sample_says_so(monkeypatch, capsys):
-    monkeypatch.setattr("defectlib.data.find_dataset", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("none")))
-    samples = ex.dataset_samples(ex.resolve_config({"name": "x"}, "smoke"))
+    monkeypatch.setattr("defectlib.run_data.find_dataset", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("none")))
+    samples = run_data.dataset_samples(config.resolve_config({"name": "x"}, "smoke"))
     assert len(samples) == 18 and "using the committed sample" in capsys.readouterr().err
 
 
@@ -169,7 +159,7 @@ def test_predictions_are_stored_and_match_the_records_confusions(trained_run):
     masks = experiments.get_predictions(record, "test", "none", progress=False, results_root=root)
     table = record["per_image"]["test"]
     assert list(masks) == table["names"]
-    samples = {s.name: s for s in experiments.fold_samples(record["config"], record["fold"])["test"]}
+    samples = {s.name: s for s in run_data.fold_samples(record["config"], record["fold"])["test"]}
     n = len(record["config"]["data"]["classes"])
     # The record's confusions come from batched evaluation, the stored masks from one image at a time: CPU
     # kernels round differently by batch size, so a pixel at a near-tie of two logits may flip. Allow that
@@ -189,34 +179,39 @@ def test_predictions_are_stored_and_match_the_records_confusions(trained_run):
     assert path.stat().st_mtime_ns == stamp and all(np.array_equal(again[k], masks[k]) for k in masks)
 
 
+def _reevaluate(root):
+    """Validation re-evaluated with test-time augmentation, from the run store under ``root``."""
+    return lambda record, mode: ex.record_with_tta(record, mode, ("val",), progress=False, results_root=root)
+
+
 def test_tta_options_name_each_arm_with_and_without_flips(trained_run):
-    from defectlib import experiments
 
     record, root = trained_run
-    options = experiments.tta_options({"long": [record]}, progress=False, results_root=root)
+    options = selection.tta_options({"long": [record]}, _reevaluate(root))
     assert list(options) == ["long", "long + flip TTA"]
     assert options["long"][0] is record and options["long + flip TTA"][0]["tta"] == "flips"
     assert options["long + flip TTA"][0]["test"] == record["test"]         # only validation is re-evaluated
-    assert [experiments.split_option(o) for o in options] == [("long", "none"), ("long", "flips")]
+    assert [selection.split_option(o) for o in options] == [("long", "none"), ("long", "flips")]
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
-        experiments.split_option("long + rotations")
+        selection.split_option("long + rotations")
 
 
 def test_choose_final_takes_the_schedule_then_the_test_time_augmentation(trained_run):
-    from defectlib import experiments, report
+    from defectlib import experiments
 
     record, root = trained_run
     worse = {**record, "val": {**record["val"], "miou": record["val"]["miou"] - 0.1}}
-    choice = experiments.choose_final({"start": [worse], "long": [record]}, progress=False, results_root=root)
+    choice = selection.choose_final({"start": [worse], "long": [record]}, _reevaluate(root))
     assert choice["arm"] == "long" and choice["arms"].loc["long", "selected"] == "winner"
     assert set(choice["tta_options"].index) == {"long", "long + flip TTA"}       # only the chosen arm's options
     assert choice["option"] in choice["tta_options"].index
-    assert (choice["arm"], choice["tta"]) == experiments.split_option(choice["option"])
+    assert (choice["arm"], choice["tta"]) == selection.split_option(choice["option"])
     flips = experiments.record_with_tta(record, "flips", ("val",), progress=False, results_root=root)
-    assert choice["option"] == report.select_arm({"long": [record], "long + flip TTA": [flips]})
+    assert choice["option"] == selection.select_arm({"long": [record], "long + flip TTA": [flips]})
 
 
-def test_a_lost_checkpoint_is_restored_by_training_the_run_again(trained_run, tmp_path):
+def test_a_lost_checkpoint_is_restored_by_training_the_run_again(trained_run, fake_training, tmp_path):
+    """Orchestration only: the training it calls is faked (the resume test shows a retrained run is identical)."""
     import shutil
 
     record, root = trained_run
@@ -225,7 +220,7 @@ def test_a_lost_checkpoint_is_restored_by_training_the_run_again(trained_run, tm
     stored = ex.record_path(record["config"], 0, 0, copy).read_text()
     restored = ex.restore_checkpoint(record, progress=False, results_root=copy)
     assert restored == copy / record["checkpoint"]["path"]
-    assert ex.sha256_file(restored) == record["checkpoint"]["sha256"]
+    assert paths.sha256_file(restored) == record["checkpoint"]["sha256"]
     assert ex.record_path(record["config"], 0, 0, copy).read_text() == stored            # record untouched
     forged = {**record, "checkpoint": {**record["checkpoint"], "path": "checkpoints/other.pt", "sha256": "0" * 64}}
     with pytest.raises(ValueError, match="retrained weights differ"):

@@ -1,0 +1,138 @@
+"""Selection rules: which arm, which combination, which final option; all on validation only.
+
+Introduced in chapter 04 (loss ablation); chapter 05 adds :func:`combine_steps`,
+chapter 06 :func:`choose_final` and :func:`accuracy_threshold`.
+
+A rule reads validation metrics from run records and nothing else, so a test
+split can never decide; it imports no run machinery (a rule that needs runs
+evaluated again, such as test-time augmentation, takes the function that does
+it as an argument).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .metrics import per_image_confusions
+from .stats import has_defect, mean_std
+
+
+def select_arm(arms: dict[str, Sequence[dict]], tolerance: float = 0.005) -> str:
+    """The selection rule of the ablation chapters, on validation only.
+
+    The arm with the highest mean validation mIoU (6 classes) over its runs
+    wins; arms within ``tolerance`` (0.5 points) of it are decided by the
+    higher mean validation defect mIoU.
+    """
+    means = {a: (mean_std([r["val"]["miou"] for r in rs])[0], mean_std([r["val"]["defect_miou"] for r in rs])[0])
+             for a, rs in arms.items()}
+    best = max(m for m, _ in means.values())
+    close = [a for a, (m, _) in means.items() if m >= best - tolerance]
+    return max(close, key=lambda a: means[a][1])
+
+def combine_steps(arms: dict[str, Sequence[dict]], start: tuple[str, str],
+                  steps: Sequence[tuple[str, str]]) -> str:
+    """The "best combination" rule of the augmentation chapter, on validation only.
+
+    Each step's arm is the arm before it plus one component. A component is
+    kept when its arm's mean validation mIoU beats that of the arm before it;
+    the combination is the starting augmentation followed by the kept
+    components. The steps are cumulative, so each gain is read in the context
+    of the components before it.
+
+    Args:
+        arms: records per arm.
+        start: ``(arm, augment)`` the ladder starts from, e.g. ``("flips", "flips")``.
+        steps: ``(arm, component)`` in ladder order; a component that replaces
+            one before it is written ``"new-old"`` (``"d4-flips"``: the square's
+            symmetries include the flips).
+
+    Returns:
+        An ``augment`` string, e.g. ``"d4+photometric"``.
+    """
+    mean = {a: mean_std([r["val"]["miou"] for r in rs])[0] for a, rs in arms.items()}
+    previous, augment = start
+    parts = [] if augment == "none" else augment.split("+")
+    for arm, component in steps:
+        if mean[arm] > mean[previous]:
+            added, _, replaced = component.partition("-")
+            parts = [p for p in parts if p != replaced] + [added]
+        previous = arm
+    return "+".join(parts) or "none"
+
+def ranking_table(arms: dict[str, Sequence[dict]], tolerance: float = 0.005) -> tuple[pd.DataFrame, str]:
+    """The arms ranked by mean validation mIoU, with the :func:`select_arm` winner marked; returns ``(table, winner)``."""
+    winner = select_arm(arms, tolerance)
+    table = pd.DataFrame({arm: {"mean validation mIoU (%)": 100 * mean_std([r["val"]["miou"] for r in rs])[0],
+                                "mean validation defect mIoU (%)":
+                                    100 * mean_std([r["val"]["defect_miou"] for r in rs])[0]}
+                          for arm, rs in arms.items()}).T.sort_values("mean validation mIoU (%)", ascending=False)
+    best = table["mean validation mIoU (%)"].max()
+    table[f"within {100 * tolerance:.1f} points of the best"] = np.where(
+        table["mean validation mIoU (%)"] >= best - 100 * tolerance, "yes", "")
+    table["selected"] = np.where(table.index == winner, "winner", "")
+    table.index.name = "arm"
+    return table, winner
+
+def accuracy_threshold(table: dict) -> float:
+    """The image-score threshold with the highest "has a defect" accuracy on a per-image table.
+
+    Candidates are the midpoints between consecutive distinct scores (and
+    the ends); ties go to the lowest threshold. Choose it on validation, apply
+    it to test.
+    """
+    scores = np.asarray(table["scores"], float)
+    truth = has_defect(per_image_confusions(table))
+    distinct = np.unique(scores)
+    candidates = np.concatenate([[distinct[0] - 1e-6], (distinct[:-1] + distinct[1:]) / 2, [distinct[-1] + 1e-6]])
+    accuracy = [np.mean((scores >= t) == truth) for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+#: How an option of :func:`tta_options` names a test-time augmentation mode.
+TTA_LABELS = {"flips": "flip TTA"}
+
+#: ``reevaluate(record, mode)``: the record with its validation metrics and per-image table recomputed
+#: with test-time augmentation ``mode`` (:func:`defectlib.experiments.validation_with_tta`).
+Reevaluate = Callable[[dict, str], dict]
+
+
+def tta_options(arms: dict[str, Sequence[dict]], reevaluate: Reevaluate,
+                modes: tuple[str, ...] = ("flips",)) -> dict[str, list[dict]]:
+    """The options a selection rule compares when test-time augmentation is a candidate.
+
+    Each arm's records as trained, and for each mode the same records
+    re-evaluated by ``reevaluate``: ``{"long": [...], "long + flip TTA": [...]}``.
+    """
+    options = {}
+    for arm, records in arms.items():
+        options[arm] = list(records)
+        for mode in modes:
+            options[f"{arm} + {TTA_LABELS[mode]}"] = [reevaluate(r, mode) for r in records]
+    return options
+
+
+def split_option(option: str) -> tuple[str, str]:
+    """``(arm, test-time augmentation mode)`` of an option name of :func:`tta_options`."""
+    arm, _, label = option.partition(" + ")
+    modes = {v: k for k, v in TTA_LABELS.items()}
+    if label and label not in modes:
+        raise ValueError(f"{option!r}: unknown test-time augmentation {label!r}; known: {sorted(modes)}")
+    return arm, modes[label] if label else "none"
+
+
+def choose_final(candidates: dict[str, Sequence[dict]], reevaluate: Reevaluate,
+                 modes: tuple[str, ...] = ("flips",)) -> dict:
+    """Chapter 6's rule, one candidate at a time, on validation only.
+
+    Step 1 picks the trained arm (:func:`select_arm`, through :func:`ranking_table`);
+    step 2 compares that arm's runs with and without each test-time augmentation
+    (:func:`tta_options`) under the same rule.
+    Returns ``{"arm", "tta", "option", "arms", "tta_options"}``: the chosen arm, its
+    test-time augmentation mode, the chosen option's name, and the two ranking tables.
+    """
+    arms, arm = ranking_table(candidates)
+    options, option = ranking_table(tta_options({arm: candidates[arm]}, reevaluate, modes))
+    return {"arm": arm, "tta": split_option(option)[1], "option": option, "arms": arms, "tta_options": options}
