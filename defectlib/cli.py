@@ -80,10 +80,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ctx = distributed.init()   # several processes under torchrun; one otherwise
     try:
         for fold in args.fold:
-            for cfg in configs:
-                record = get_run(cfg, fold, args.seed, retrain=args.retrain)
-                if ctx.is_main:
-                    _print_run(record)
+            for seed in args.seed or [None]:     # None: the fold's own seed
+                for cfg in configs:
+                    record = get_run(cfg, fold, seed, retrain=args.retrain)
+                    if ctx.is_main:
+                        _print_run(record)
     finally:
         distributed.finish(ctx)
     return EXIT_OK
@@ -202,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(configs/loss_ablation.yaml: every arm, fold by fold)")
     p.add_argument("--arm", nargs="+", help="with a family: only these arms")
     p.add_argument("--fold", type=int, nargs="+", default=[0], help="test fold(s) k; validation is k+1 mod 5 (default 0)")
-    p.add_argument("--seed", type=int, help="run seed (default: the fold)")
+    p.add_argument("--seed", type=int, nargs="+", help="run seed(s): each fold is trained once per seed "
+                   "(default: one run, seeded with the fold)")
     p.add_argument("--retrain", action="store_true", help="train even if a record exists")
     p.add_argument("--partition", choices=("grouped", "random"),
                    help="Magnetic Tile fold partition: grouped by tile region (the config's default) or random "

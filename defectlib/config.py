@@ -29,7 +29,8 @@ from .classes import CLASSES
 from .data import describe_dataset
 from .errors import ConfigError
 from .losses import build_loss
-from .paths import PROFILES, current_profile, project_root
+from .paths import PROFILES, current_profile, project_root, sha256_file
+from .splits import FROZEN_SPLITS, split_path
 from .transforms import parse_augment
 
 #: Overrides applied to every config in the smoke profile (dotted keys).
@@ -40,6 +41,8 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "train.epochs": 2,
     "train.batch_size": 4,
 }
+#: Further smoke overrides of a config with a step budget (native input).
+SMOKE_STEP_OVERRIDES: dict[str, Any] = {"train.steps": 4, "train.val_every": 2, "data.crop_size": 64}
 
 
 def _choice(*values):
@@ -48,6 +51,12 @@ def _choice(*values):
 
 def _range(lo=None, hi=None, lo_open=False):
     return {"range": (lo, hi, lo_open)}
+
+
+def _later(default: Any, **meta) -> Any:
+    """A setting added after the first run records: hashed only when it differs from ``default``
+    (:func:`config_hash`), so that every earlier record keeps its hash."""
+    return field(default=default, metadata={**meta, "later": True})
 
 
 @dataclass
@@ -66,13 +75,25 @@ class DataConfig:
 
     dataset: str = field(default="magnetic_tile", metadata=_choice("magnetic_tile", "folder"))
     root: str | None = None            # dataset folder; Magnetic Tile is found by defectlib.download.find_dataset
-    split: str = field(default="grouped", metadata=_choice("grouped", "random"))
+    # "grouped": the first region folds; "regions": the corrected ones (tiles with two labels grouped
+    # across categories); "random": image level, only to measure how much a leaky split flatters.
+    split: str = field(default="grouped", metadata=_choice("grouped", "regions", "random"))
     classes: list[str] | None = None   # filled from the dataset when resolved
     mask_format: str = field(default="binary", metadata=_choice("binary", "index"))
-    image_size: int = field(default=256, metadata=_range(32, 2048))
+    image_size: int = field(default=256, metadata=_range(32, 2048))   # square input: side S of the S x S input
     augment: str = "flips"             # "none" or components joined by "+" (defectlib.transforms.COMPONENTS)
     free_per_epoch: int | None = field(default=48, metadata=_range(0))  # defect-free images per epoch; None: all
     max_per_category: int | None = field(default=None, metadata=_range(1))  # smoke profile: images per category and part
+    # What the network sees (defectlib.preprocess): "square" resizes every image to image_size x image_size;
+    # "native" keeps each image at its own size times `scale`, trains on crop_size crops (a share
+    # defect_crop_fraction centred on a defect pixel, the class drawn uniformly) and predicts on the whole
+    # image padded to the network's stride, in overlapping tiles of tile_size where it is larger.
+    input: str = _later("square", **_choice("square", "native"))
+    scale: float = _later(1.0, **_range(0.1, 4.0))
+    crop_size: int = _later(256, **_range(32, 2048))
+    defect_crop_fraction: float = _later(0.5, **_range(0.0, 1.0))
+    tile_size: int = _later(1024, **_range(64, 8192))
+    split_sha256: str | None = _later(None)   # filled when resolved: the fold file's digest (see resolve_config)
 
 
 @dataclass
@@ -105,7 +126,13 @@ class TrainConfig:
     epochs: int = field(default=30, metadata=_range(1, 1000))
     batch_size: int = field(default=8, metadata=_range(1, 1024))
     patience: int | None = field(default=None, metadata=_range(1))   # None: no early stopping
+    # bf16 (autocast) or fp32. "auto" is the first records' value and trains in bf16 too: a run's
+    # precision follows from its config, never from the machine (see defectlib.models.run_precision).
     precision: str = field(default="auto", metadata=_choice("auto", "bf16", "fp32"))
+    # A budget in optimizer steps, validated on the whole validation fold every val_every steps; it
+    # replaces `epochs` (one "epoch" of the history is then one validation period of val_every steps).
+    steps: int | None = _later(None, **_range(1, 10_000_000))
+    val_every: int | None = _later(None, **_range(1, 10_000_000))
     channels_last: bool = True
     threads: int | None = field(default=None, metadata=_range(1, 256))
 
@@ -237,6 +264,39 @@ def _dataset_classes(data: dict, where: str) -> tuple[list[str], str]:
     return list(spec.classes), spec.mask_format
 
 
+#: Stride of every architecture's output: native inputs are padded to a multiple of it.
+STRIDE = 32
+
+
+def _check_native(cfg: dict, where: str) -> None:
+    """Sizes of the native input mode that the network can take (multiples of its stride)."""
+    data = cfg["data"]
+    for key in ("crop_size", "tile_size"):
+        if data[key] % STRIDE:
+            raise ConfigError(f"{where}: data.{key}: {data[key]} is not a multiple of the network's stride {STRIDE}")
+    if data["input"] != "native":
+        return
+    if data["crop_size"] > data["tile_size"]:
+        raise ConfigError(f"{where}: data.crop_size {data['crop_size']} exceeds data.tile_size {data['tile_size']}")
+    if cfg["train"]["steps"] is None:
+        raise ConfigError(f"{where}: data.input native: needs a budget in optimizer steps (train.steps)")
+    if "copy_paste" in parse_augment(data["augment"]):
+        raise ConfigError(f"{where}: data.augment: copy_paste pastes between square images; not with native input")
+
+
+def _split_digest(data: dict) -> str | None:
+    """The SHA-256 of the fold file a Magnetic Tile config runs on, part of its runs' identity.
+
+    The two first partitions (``grouped`` and ``random``) are frozen: their
+    digests are pinned (:data:`defectlib.splits.FROZEN_SPLITS`, checked by a
+    test) and left out of the hash so that their records keep theirs.
+    Folder datasets carry their own ``splits.json`` and get None.
+    """
+    if data["dataset"] != "magnetic_tile" or data["split"] in FROZEN_SPLITS:
+        return None
+    return sha256_file(split_path(data["split"]))
+
+
 def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, Any] | None = None,
                    where: str = "<config>") -> dict:
     """Validate a config mapping, apply the profile's and the given dotted-key overrides, fill defaults.
@@ -249,7 +309,10 @@ def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, A
     if profile not in PROFILES:
         raise ConfigError(f"{where}: profile {profile!r}; expected one of {PROFILES}")
     raw.pop("profile", None)
-    for key, value in {**(SMOKE_OVERRIDES if profile == "smoke" else {}), **(overrides or {})}.items():
+    smoke = {}
+    if profile == "smoke":
+        smoke = {**SMOKE_OVERRIDES, **(SMOKE_STEP_OVERRIDES if (raw.get("train") or {}).get("steps") else {})}
+    for key, value in {**smoke, **(overrides or {})}.items():
         set_dotted(raw, key, value)
     cfg = parse_config(raw, where)
     cfg["data"]["classes"], cfg["data"]["mask_format"] = _dataset_classes(cfg["data"], where)
@@ -261,6 +324,16 @@ def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, A
         parse_augment(cfg["data"]["augment"])
     except ValueError as exc:
         raise ConfigError(f"{where}: data.augment: {exc}") from exc
+    _check_native(cfg, where)
+    cfg["data"]["split_sha256"] = _split_digest(cfg["data"])
+    train = cfg["train"]
+    if train["steps"] is not None and train["val_every"] is None:
+        train["val_every"] = max(1, train["steps"] // 10)
+    if train["val_every"] is not None and train["steps"] is None:
+        raise ConfigError(f"{where}: train.val_every: needs train.steps (a budget in optimizer steps)")
+    if train["steps"] is not None and train["steps"] % train["val_every"]:
+        raise ConfigError(f"{where}: train.steps {train['steps']} is not a multiple of train.val_every "
+                          f"{train['val_every']} (validation periods of equal length)")
     cfg["profile"] = profile
     return cfg
 
@@ -338,9 +411,39 @@ def load_family(path: str | Path, profile: str | None = None) -> dict[str, dict]
     return arms
 
 
+def _later_settings(cls=RunConfig, prefix: str = "") -> dict[str, Any]:
+    """``{dotted key: default}`` of every setting marked :func:`_later`."""
+    out = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(_later_settings(hints[f.name], f"{prefix}{f.name}."))
+        elif f.metadata.get("later"):
+            out[prefix + f.name] = f.default
+    return out
+
+
+#: Settings added after the first run records, with their defaults: left out of the hash at their default.
+LATER_SETTINGS: dict[str, Any] = _later_settings()
+
+
 def config_hash(cfg: dict) -> str:
-    """Short SHA-256 of the *resolved* config's canonical JSON (every default included)."""
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    """Short SHA-256 of the *resolved* config's canonical JSON (every default included).
+
+    Settings added after the first records (:data:`LATER_SETTINGS`) count only
+    where they differ from their default, so a record made before they
+    existed keeps its hash and is reused (``tests/test_architecture.py``
+    checks every committed record).
+    """
+    hashed = copy.deepcopy(cfg)
+    for key, default in LATER_SETTINGS.items():
+        *parents, leaf = key.split(".")
+        node = hashed
+        for p in parents:
+            node = node.get(p, {})
+        if leaf in node and node[leaf] == default:
+            del node[leaf]
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def check_winner_config(path: str | Path, arm_cfg: dict) -> str:

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import yaml
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .classes import CATEGORIES, CLASSES
 from .errors import DatasetError
+from .preprocess import Preprocessing, to_network_input
 
 #: Mask pixels at or above this value are defect in a 0/255 mask.  Upstream
 #: masks are 0/255 except for a few anti-aliased edge pixels (see chapter 02).
@@ -376,50 +376,43 @@ def class_index_mask(sample: Sample) -> np.ndarray:
 # PyTorch dataset
 # ----------------------------------------------------------------------------
 
-def to_network_input(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """A grayscale image as the RGB-pretrained encoder expects it.
-
-    The gray channel is repeated three times, scaled to [0, 1], then
-    normalised per channel with ``mean`` and ``std``.
-
-    Shape:
-        - ``image``: ``(H, W)`` uint8; output ``(3, H, W)`` float32.
-    """
-    gray = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)
-    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
-    return (gray.expand(3, *gray.shape) - mean_t) / std_t
-
-
 class SegmentationDataset(Dataset):
-    """Samples decoded and resized once, served with an optional augmentation.
+    """Samples decoded and brought to the network's input size once, served with an optional augmentation.
 
     At construction every image and mask is decoded once (with a progress
-    bar), checked, and resized to ``image_size`` (area interpolation for images,
-    nearest for masks); native-size masks are kept too when ``keep_native``
-    (for evaluation at native resolution).
+    bar), checked, and resized as ``prep`` says (:class:`~defectlib.preprocess.Preprocessing`:
+    ``image_size x image_size``, or the native size times ``scale``); native-size
+    masks are kept too when ``keep_native`` (for evaluation at native resolution).
 
-    Each item is a dict with ``image`` (float tensor ``(3, S, S)``, the gray
-    channel repeated and normalised by ``normalize``), ``mask`` (long tensor
-    ``(S, S)``) and ``index``.
+    An item is a dict with ``image`` (float tensor ``(3, h, w)``, the gray
+    channel repeated and normalised), ``mask`` (long tensor ``(h, w)``) and
+    ``index``.  With native input, an index ``(i, y, x)`` (from
+    :class:`defectlib.training.CropSampler`) serves the ``crop_size`` crop of
+    image ``i`` whose top-left corner is ``(y, x)``, padded with the mean gray
+    (and background) where the image is smaller; a plain index serves the whole image.
 
     Args:
         samples: the samples to serve.
-        image_size: side ``S`` of the square network input.
-        normalize: ``(mean, std)`` per RGB channel, in [0, 1] units.
-        transform: albumentations transform applied to the resized image and mask.
+        image_size: side ``S`` of the square network input (ignored when ``prep`` is given).
+        normalize: ``(mean, std)`` per RGB channel, in [0, 1] units (ignored when ``prep`` is given).
+        transform: albumentations transform applied to the resized image (or crop) and mask.
         num_classes: number of classes (checks class-index masks).
         keep_native: keep native-size masks (``native_mask(i)``).
         progress: show a progress bar while decoding.
+        prep: the preprocessing (default: square ``image_size`` input with ``normalize``).
+        crop_size: side of the training crops of native input.
     """
 
-    def __init__(self, samples: Sequence[Sample], image_size: int,
+    def __init__(self, samples: Sequence[Sample], image_size: int = 256,
                  normalize: tuple[Sequence[float], Sequence[float]] = ((0.5,) * 3, (0.5,) * 3),
                  transform: Callable | None = None, num_classes: int | None = None,
-                 keep_native: bool = False, progress: bool = False, desc: str = "decode"):
+                 keep_native: bool = False, progress: bool = False, desc: str = "decode",
+                 prep: Preprocessing | None = None, crop_size: int | None = None):
         self.samples = list(samples)
-        self.image_size = image_size
-        self.mean, self.std = tuple(normalize[0]), tuple(normalize[1])
+        self.prep = prep or Preprocessing("square", image_size, 1.0, 1024, tuple(normalize[0]), tuple(normalize[1]))
+        self.image_size = self.prep.image_size
+        self.crop_size = crop_size
+        self.mean, self.std = self.prep.mean, self.prep.std
         self.transform = transform
         self.images, self.masks, self.native_masks, self.sizes = [], [], [], []
         self.pixel_counts = np.zeros(max(num_classes or 0, 1), dtype=np.int64)
@@ -431,8 +424,9 @@ class SegmentationDataset(Dataset):
                 problems += exc.problems
                 continue
             self.sizes.append(image.shape)
-            self.images.append(cv2.resize(image, (image_size, image_size), interpolation=cv2.INTER_AREA))
-            self.masks.append(cv2.resize(mask, (image_size, image_size), interpolation=cv2.INTER_NEAREST))
+            small, small_mask = self.prep.resize(image, mask)
+            self.images.append(small)
+            self.masks.append(small_mask)
             counts = np.bincount(mask.ravel(), minlength=len(self.pixel_counts))
             if len(counts) > len(self.pixel_counts):
                 self.pixel_counts = np.pad(self.pixel_counts, (0, len(counts) - len(self.pixel_counts)))
@@ -455,11 +449,26 @@ class SegmentationDataset(Dataset):
         """The class-index mask at the image's native size (needs ``keep_native``)."""
         return self.native_masks[index]
 
-    def __getitem__(self, index: int) -> dict:
-        image, mask = self.images[index], self.masks[index]
+    def crop(self, index: int, y: int, x: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``crop_size`` window of image ``index`` at ``(y, x)`` (smaller where the image is)."""
+        c = self.crop_size
+        return self.images[index][y:y + c, x:x + c], self.masks[index][y:y + c, x:x + c]
+
+    def __getitem__(self, index) -> dict:
+        if isinstance(index, (tuple, list)):
+            i, y, x = (int(v) for v in index)
+            image, mask = self.crop(i, y, x)
+        else:
+            i = int(index)
+            image, mask = self.images[i], self.masks[i]
         if self.transform is not None:
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
-        return {"image": to_network_input(image, self.mean, self.std),
-                "mask": torch.from_numpy(np.asarray(mask, dtype=np.int64)),
-                "index": index}
+        tensor = to_network_input(image, self.mean, self.std)
+        target = torch.from_numpy(np.asarray(mask, dtype=np.int64))
+        if isinstance(index, (tuple, list)):   # pad a crop of a small image to the full crop size
+            dh, dw = self.crop_size - tensor.shape[1], self.crop_size - tensor.shape[2]
+            if dh or dw:
+                tensor = torch.nn.functional.pad(tensor, (0, dw, 0, dh))
+                target = torch.nn.functional.pad(target, (0, dw, 0, dh))
+        return {"image": tensor, "mask": target, "index": i}

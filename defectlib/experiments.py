@@ -40,12 +40,12 @@ from .errors import DatasetError
 from .inference import Predictor
 from .losses import build_loss, class_weights_from_frequencies
 from .metrics import SegmentationMeter
-from .models import load_checkpoint, model_from_config, prepare, resolve_precision, save_checkpoint
+from .models import load_checkpoint, model_from_config, prepare, resolve_precision, run_precision, save_checkpoint
 from .paths import relative_to_project, results_dir, sha256_file, write_json
 from .provenance import environment, git_commit
-from .records import checkpoint_file
+from .records import checkpoint_file, convergence
 from .run_data import dataset_samples, fold_samples, make_dataset, split_data
-from .training import DefectBalancedSampler, FitResult, Schedule, evaluate, fit, set_seed
+from .training import CropSampler, DefectBalancedSampler, FitResult, Schedule, evaluate, fit, set_seed
 
 
 # ----------------------------------------------------------------------------
@@ -134,12 +134,25 @@ class RunParts:
 
 
 def build_run(cfg: dict, train: SegmentationDataset, seed: int, ctx: distributed.Context) -> RunParts:
-    """Model, loss (class weights from the training pixels), balanced loader and schedule of a run."""
-    tc, o = cfg["train"], cfg["optimizer"]
-    sampler = DefectBalancedSampler(train.has_defect, cfg["data"]["free_per_epoch"], seed, ctx.rank, ctx.world_size)
+    """Model, loss (class weights from the training pixels), balanced loader and schedule of a run.
+
+    An epoch budget samples every defect image and ``free_per_epoch`` defect-free
+    ones per epoch (:class:`~defectlib.training.DefectBalancedSampler`); a step
+    budget draws ``val_every`` batches per validation period
+    (:class:`~defectlib.training.CropSampler`: crops for native input), and one
+    period stands for an epoch of the history.
+    """
+    tc, o, data = cfg["train"], cfg["optimizer"], cfg["data"]
+    if tc["steps"] is None:
+        sampler = DefectBalancedSampler(train.has_defect, data["free_per_epoch"], seed, ctx.rank, ctx.world_size)
+        periods = tc["epochs"]
+    else:
+        sampler = CropSampler(train.masks, train.crop_size, tc["val_every"] * tc["batch_size"],
+                              data["defect_crop_fraction"], data["free_per_epoch"], seed, ctx.rank, ctx.world_size)
+        periods = tc["steps"] // tc["val_every"]
     loader = DataLoader(train, batch_size=tc["batch_size"] // ctx.world_size, sampler=sampler)
     loss, weights = build_loss_for(cfg, train.pixel_counts)
-    schedule = Schedule(tc["epochs"], o["lr"], o["weight_decay"], o["warmup_fraction"], tc["patience"])
+    schedule = Schedule(periods, o["lr"], o["weight_decay"], o["warmup_fraction"], tc["patience"])
     return RunParts(model_from_config(cfg), loss.to(ctx.device), weights, loader, schedule)
 
 
@@ -186,6 +199,7 @@ def write_record(cfg: dict, fold: int, seed: int, root: Path, *, model: torch.nn
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "history": result.history,
+        "convergence": convergence(result.history, result.best_epoch),
         "val": evals["val"][0],
         "test": evals["test"][0] if "test" in evals else None,
         "test_seconds": evals["test"][2] if "test" in evals else None,
@@ -223,7 +237,7 @@ def train_run(cfg: dict, fold: int = 0, seed: int | None = None, progress: bool 
     tc = cfg["train"]
     if tc["batch_size"] % ctx.world_size:
         raise ValueError(f"train.batch_size {tc['batch_size']} is not a multiple of the {ctx.world_size} processes")
-    precision = resolve_precision(tc["precision"], ctx.device.type)
+    precision = run_precision(tc["precision"])
     set_seed(seed, distributed.threads_per_process(ctx, tc["threads"]))
     progress = progress and ctx.is_main
 

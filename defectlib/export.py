@@ -23,6 +23,7 @@ from .config import config_hash
 from .errors import OnnxModelError
 from .models import encoder_normalization, load_checkpoint
 from .paths import sha256_file
+from .preprocess import Preprocessing
 
 #: Prefix of the metadata keys written into an exported model.
 META_PREFIX = "defectlib."
@@ -50,8 +51,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     checkpoint, out = Path(checkpoint), Path(out)
     model, cfg = load_checkpoint(checkpoint)
     model = model.float().eval()
-    size = cfg["data"]["image_size"]
     mean, std = encoder_normalization(cfg["model"]["encoder"])
+    prep = Preprocessing.from_config(cfg, mean, std)
+    size = prep.image_size if not prep.native else cfg["data"]["crop_size"]
     axes = {0: "batch", 2: "height", 3: "width"}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -65,7 +67,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
                               dynamic_axes={"image": axes, "logits": axes})
         proto = onnx.load(tmp)
         _set_metadata(proto, {"format": "defectlib-onnx-1", "classes": list(cfg["data"]["classes"]),
-                              "mean": list(mean), "std": list(std), "image_size": size,
+                              **prep.metadata(),
                               "input": "image (N, 3, H, W) float32: gray channel repeated, (x / 255 - mean) / std; "
                                        "H, W multiples of 32",
                               "output": "logits (N, C, H, W) float32; softmax over C gives class probabilities",
@@ -129,8 +131,8 @@ class OnnxModel:
             raise OnnxModelError(f"not a defectlib ONNX model: {path} (no defectlib metadata)")
         self.path = path
         self.classes = tuple(self.metadata["classes"])
-        self.image_size = int(self.metadata["image_size"])
-        self.mean, self.std = tuple(self.metadata["mean"]), tuple(self.metadata["std"])
+        self.prep = Preprocessing.from_metadata(self.metadata)
+        self.image_size, self.mean, self.std = self.prep.image_size, self.prep.mean, self.prep.std
 
     def logits(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Logits ``(N, C, H, W)`` of a normalised batch ``(N, 3, H, W)``."""

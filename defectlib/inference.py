@@ -17,17 +17,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import IMAGE_SUFFIXES, MAX_PIXELS, read_image, to_network_input
+from .data import IMAGE_SUFFIXES, MAX_PIXELS, read_image
 from .errors import DatasetError, OutputError
 from .export import OnnxModel
 from .models import TTA_MODES, encoder_normalization, load_checkpoint, logits, prepare, resolve_precision, with_tta
 from .overlays import overlay
+from .preprocess import Preprocessing
 
 #: Output rows computed at once when bringing probabilities to native size.
 BAND_ROWS = 256
@@ -138,29 +138,28 @@ class Predictor:
         self.backend, self.max_pixels, self.tta = backend, max_pixels, tta
         if backend == "onnxruntime":
             self.onnx = OnnxModel(checkpoint)
-            self.classes, self.size = self.onnx.classes, self.onnx.image_size
-            self.mean, self.std = self.onnx.mean, self.onnx.std
+            self.classes, self.prep = self.onnx.classes, self.onnx.prep
             self.precision = "fp32"
             return
         model, self.config = load_checkpoint(checkpoint)
         self.model = prepare(model)
         self.classes = tuple(self.config["data"]["classes"])
-        self.size = self.config["data"]["image_size"]
-        self.mean, self.std = encoder_normalization(self.config["model"]["encoder"])
+        self.prep = Preprocessing.from_config(self.config, *encoder_normalization(self.config["model"]["encoder"]))
         self.precision = resolve_precision(precision)
 
     @torch.no_grad()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, C, h, w)`` of a normalised batch ``(N, 3, h, w)`` (averaged over flips with ``tta``)."""
         if self.backend == "onnxruntime":
-            return with_tta(self.onnx.logits, batch, self.tta)
-        return with_tta(lambda x: logits(self.model.eval(), x, self.precision), batch, self.tta)
+            forward = self.onnx.logits
+        else:
+            def forward(x: torch.Tensor) -> torch.Tensor:
+                return logits(self.model.eval(), x, self.precision)
+        return with_tta(lambda x: self.prep.forward(forward, x), batch, self.tta)
 
     def predict_array(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """``(class-index mask (H, W), score)`` for a grayscale ``(H, W)`` uint8 image."""
-        small = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        batch = to_network_input(small, self.mean, self.std)[None]
-        return native_prediction(self.logits(batch)[0], image.shape)
+        return native_prediction(self.logits(self.prep.prepare(image)[None])[0], image.shape)
 
     def predict(self, path: str | Path) -> Prediction:
         """Predict one image file (raises :class:`DatasetError` if unreadable or too large)."""

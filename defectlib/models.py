@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CheckpointError
+from .preprocess import Preprocessing
 
 ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
 #: Test-time augmentation: ``none``, or ``flips`` (mean logits over the image and its horizontal,
@@ -144,6 +145,17 @@ def resolve_precision(precision: str = "auto", device: str = "cpu") -> str:
     return "bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32"
 
 
+def run_precision(configured: str) -> str:
+    """The precision a run trains in, from its config alone: ``fp32``, else ``bf16``.
+
+    ``auto`` (the first records' setting) trains in bf16 on every machine.
+    Before version 0.3 it meant bf16 only where the CPU computes bfloat16
+    natively, so records of one config could differ in precision; each record
+    states its own.
+    """
+    return "fp32" if configured == "fp32" else "bf16"
+
+
 def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
     """bfloat16 autocast on ``device`` (``cpu`` or ``cuda``) for ``bf16``; nothing for ``fp32``."""
     if precision == "bf16":
@@ -195,17 +207,24 @@ def with_tta(forward, images: torch.Tensor, tta: str = "none") -> torch.Tensor:
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, images: torch.Tensor, sizes: list[tuple[int, int]], precision: str = "fp32",
-                  channels_last: bool = True, tta: str = "none") -> list[torch.Tensor]:
+                  channels_last: bool = True, tta: str = "none", prep: Preprocessing | None = None) -> list[torch.Tensor]:
     """Softmax probabilities resized back to each image's native ``(H, W)``, on the CPU.
 
-    The logits (averaged over flips with ``tta="flips"``) are resized
-    bilinearly, then the softmax is taken.
+    The logits (through ``prep``'s padding and tiling for native input,
+    averaged over flips with ``tta="flips"``) are resized bilinearly, then the
+    softmax is taken.
 
     Shape:
         - ``images``: ``(N, 3, h, w)`` normalised network inputs.
         - output: N tensors ``(C, H_i, W_i)``.
     """
-    out = with_tta(lambda x: logits(model, x, precision, channels_last), images, tta)
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return logits(model, x, precision, channels_last)
+
+    def prepared(x: torch.Tensor) -> torch.Tensor:
+        return forward(x) if prep is None else prep.forward(forward, x)
+
+    out = with_tta(prepared, images, tta)
     return [F.interpolate(o[None], size=tuple(s), mode="bilinear", align_corners=False)[0].softmax(0).cpu()
             for o, s in zip(out, sizes)]
 

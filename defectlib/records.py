@@ -36,6 +36,32 @@ def curve(record: dict, key: str = "val_miou") -> list[float]:
     return [epoch[key] for epoch in record["history"]]
 
 
+def convergence(history: list[dict], best_epoch: int | None = None) -> dict:
+    """Has validation mIoU flattened by the end of the budget?  From a run's per-epoch (or per-period) history.
+
+    Returns:
+        ``last_fifth_gain``: mean validation mIoU over the last fifth of the
+        schedule minus its mean over the fifth before (a smoothed slope; near 0
+        when the curve has flattened, positive while it still rises);
+        ``best_at``: where the best validation mIoU fell, as a fraction of the
+        schedule (1.0: the last evaluation); ``best_step``: its optimizer step
+        (None in histories without steps); ``evaluations``: how many there were.
+    """
+    values = [e["val_miou"] for e in history]
+    n = len(values)
+    fifth = max(1, n // 5)
+    last, before = values[n - fifth:], values[max(0, n - 2 * fifth):n - fifth] or values[:1]
+    best = best_epoch if best_epoch is not None else 1 + max(range(n), key=values.__getitem__)
+    step = history[best - 1].get("step") if n else None
+    return {"last_fifth_gain": sum(last) / len(last) - sum(before) / len(before), "best_at": best / n,
+            "best_step": step, "evaluations": n}
+
+
+def run_convergence(record: dict) -> dict:
+    """:func:`convergence` of a record: stored in records from version 0.3, computed for older ones."""
+    return record.get("convergence") or convergence(record["history"], record.get("best_epoch"))
+
+
 def checkpoint_file(record: dict, results_root: Path | None = None) -> Path:
     """Where the run's checkpoint lies (it may be absent: checkpoints are not all committed)."""
     root = Path(results_root or results_dir(record["config"].get("profile")))

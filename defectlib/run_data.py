@@ -19,6 +19,7 @@ from .download import find_dataset, sample_dataset
 from .errors import DatasetError
 from .models import encoder_normalization
 from .paths import current_profile, results_dir, write_json
+from .preprocess import Preprocessing
 from .splits import fold_split, load_split, make_random_folds, select, split_path
 from .transforms import build_augmentation
 
@@ -110,15 +111,16 @@ def make_dataset(cfg: dict, samples: list[Sample], train: bool = False, progress
                  desc: str = "decode") -> SegmentationDataset:
     """A :class:`~defectlib.data.SegmentationDataset` as the config's model sees it.
 
-    ``train=True``: the config's augmentation, no native masks; else no
-    augmentation and native masks kept (for evaluation).
+    ``train=True``: the config's augmentation (on crops, for native input), no
+    native masks; else no augmentation and native masks kept (for evaluation).
     """
-    size = cfg["data"]["image_size"]
-    dataset = SegmentationDataset(samples, size, encoder_normalization(cfg["model"]["encoder"]),
-                                  num_classes=len(cfg["data"]["classes"]), keep_native=not train,
-                                  progress=progress, desc=desc)
+    data = cfg["data"]
+    prep = Preprocessing.from_config(cfg, *encoder_normalization(cfg["model"]["encoder"]))
+    crop = data["crop_size"] if prep.native and train else None
+    dataset = SegmentationDataset(samples, prep=prep, crop_size=crop, num_classes=len(data["classes"]),
+                                  keep_native=not train, progress=progress, desc=desc)
     if train:  # copy-paste cuts its defects from the decoded training images
-        dataset.transform = build_augmentation(cfg["data"]["augment"], size, images=dataset.images,
+        dataset.transform = build_augmentation(data["augment"], crop or data["image_size"], images=dataset.images,
                                                masks=dataset.masks)
     return dataset
 

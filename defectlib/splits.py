@@ -16,6 +16,17 @@ of *region groups*, built from two signals:
    shading) and a high-pass view (the texture and defect), which catches
    repeated captures anywhere in the numbering.
 
+The corrected partition (``regions``) adds a third signal:
+
+3. **one tile, two labels**: a few tiles were filed under one category for
+   some lights and another for the rest (a crack under one light, a break
+   under the other five; a defect visible under one light only, Free under
+   the rest).  Two sequences of different categories are merged when their
+   lighting indices are disjoint, together they run in capture order with
+   increasing index (they interleave), and some pair of their images matches
+   in both views at the looser :data:`CROSS_LABEL` thresholds (lighting
+   changes the high-pass view between set-ups).
+
 Whole groups go to five folds, stratified so that every fold holds at least
 one region of every defect class.  Run *k* tests on fold *k*, validates on
 fold *(k + 1) mod 5* and trains on the other three (:func:`fold_split`).
@@ -39,11 +50,23 @@ from .paths import project_root
 N_FOLDS = 5
 #: Parameters of the region grouping (recorded in the split file).
 GROUPING = {"max_gap": 600, "low_threshold": 0.97, "high_threshold": 0.9}
+#: Thresholds of the cross-category merge of interleaved sequences (signal 3).
+CROSS_LABEL = {"low_threshold": 0.75, "high_threshold": 0.5}
+
+
+#: The committed fold files of Magnetic Tile, by kind.
+SPLIT_FILES = {"grouped": "magnetic_tile.json", "regions": "magnetic_tile_regions.json",
+               "random": "magnetic_tile_random.json"}
+#: SHA-256 of the first two fold files, which the first records were made on and which never change:
+#: their content stands for their name in a run's identity (see :func:`defectlib.config.config_hash`).
+FROZEN_SPLITS = {"grouped": "23ec21c94e8005e00f2d4c615dbd172dc6948ce9e3c830b6464d527f87506c9d",
+                 "random": "05c22c159ca4fe6681513b70c5cc2c278ae66951f3737c24158a1a5e4fc2da02"}
 
 
 def split_path(kind: str = "grouped") -> Path:
-    """The committed split file: ``grouped`` (region groups) or ``random`` (image level)."""
-    names = {"grouped": "magnetic_tile.json", "random": "magnetic_tile_random.json"}
+    """The committed fold file of a kind: ``grouped`` (first region groups), ``regions`` (corrected
+    region groups) or ``random`` (image level)."""
+    names = SPLIT_FILES
     if kind not in names:
         raise ValueError(f"unknown split kind {kind!r}; expected one of {sorted(names)}")
     return project_root() / "data" / "splits" / names[kind]
@@ -128,6 +151,90 @@ def near_duplicate_groups(
     roots = [uf.find(i) for i in range(len(samples))]
     ids = {r: k for k, r in enumerate(dict.fromkeys(roots))}
     return np.array([ids[r] for r in roots])
+
+
+def _interleave(samples: Sequence, a: list[int], b: list[int], max_gap: int) -> bool:
+    """Whether two sequences of different categories are one capture sequence: disjoint lighting indices,
+    and together, in capture order, increasing indices with gaps of at most ``max_gap``."""
+    if {samples[i].exp for i in a} & {samples[i].exp for i in b}:
+        return False
+    merged = sorted(a + b, key=lambda i: (samples[i].num, samples[i].name))
+    return all(samples[j].exp > samples[i].exp and samples[j].num - samples[i].num <= max_gap
+               for i, j in zip(merged, merged[1:]))
+
+
+def cross_label_merges(samples: Sequence, low_corr: np.ndarray, high_corr: np.ndarray,
+                       max_gap: int = GROUPING["max_gap"], low_threshold: float = CROSS_LABEL["low_threshold"],
+                       high_threshold: float = CROSS_LABEL["high_threshold"]) -> list[tuple[int, int]]:
+    """Pairs of capture sequences ``(sequence id, sequence id)`` of different categories that are one tile (signal 3)."""
+    seq = capture_sequences(samples, max_gap)
+    members: dict[int, list[int]] = {}
+    for i, s in enumerate(seq):
+        members.setdefault(int(s), []).append(i)
+    spans = {s: (min(samples[i].num for i in m), max(samples[i].num for i in m)) for s, m in members.items()}
+    merges = []
+    ids = sorted(members)
+    for x, s in enumerate(ids):
+        for t in ids[x + 1:]:
+            a, b = members[s], members[t]
+            if samples[a[0]].category == samples[b[0]].category:
+                continue
+            if spans[s][0] - max_gap > spans[t][1] or spans[t][0] - max_gap > spans[s][1]:
+                continue
+            if not _interleave(samples, a, b, max_gap):
+                continue
+            block = (low_corr[np.ix_(a, b)] >= low_threshold) & (high_corr[np.ix_(a, b)] >= high_threshold)
+            if block.any():
+                merges.append((s, t))
+    return merges
+
+
+def region_groups(samples: Sequence, low_corr: np.ndarray | None = None, high_corr: np.ndarray | None = None,
+                  max_gap: int = GROUPING["max_gap"]) -> np.ndarray:
+    """Region-group id per sample of the corrected partition: :func:`near_duplicate_groups` (signals 1 and 2)
+    merged across categories by :func:`cross_label_merges` (signal 3), numbered by first appearance."""
+    if low_corr is None or high_corr is None:
+        low_corr, high_corr = correlations(samples)
+    base = near_duplicate_groups(samples, low_corr, high_corr, max_gap)
+    seq = capture_sequences(samples, max_gap)
+    uf = _UnionFind(len(samples))
+    for i, g in enumerate(base):
+        uf.union(i, int(np.flatnonzero(base == g)[0]))
+    first = {int(s): int(np.flatnonzero(seq == s)[0]) for s in np.unique(seq)}
+    for s, t in cross_label_merges(samples, low_corr, high_corr, max_gap):
+        uf.union(first[s], first[t])
+    roots = [uf.find(i) for i in range(len(samples))]
+    ids = {r: k for k, r in enumerate(dict.fromkeys(roots))}
+    return np.array([ids[r] for r in roots])
+
+
+def label_inconsistencies(samples: Sequence, groups: np.ndarray) -> pd.DataFrame:
+    """Region groups whose images are filed under more than one category: one row per group,
+    with its categories, how many images each, and the image names (in capture order)."""
+    rows = []
+    for g in np.unique(groups):
+        idx = sorted(np.flatnonzero(groups == g), key=lambda i: (samples[i].num, samples[i].name))
+        counts = Counter(samples[i].category for i in idx)
+        if len(counts) > 1:
+            rows.append({"group": int(g), "categories": " + ".join(f"{c} ({n})" for c, n in counts.most_common()),
+                         "images": len(idx), "names": [samples[i].name for i in idx]})
+    return pd.DataFrame(rows, columns=["group", "categories", "images", "names"])
+
+
+def build_region_split(samples: Sequence, progress: bool = True) -> dict:
+    """The corrected grouped partition (``regions``) as the committed file holds it: groups, folds, parameters."""
+    low, high = correlations(samples, progress)
+    groups = region_groups(samples, low, high)
+    folds, seed = make_folds(samples, groups)
+    return {
+        "dataset": "Magnetic Tile (Huang et al. 2020), upstream commit cc4eb530",
+        "method": "grouped, stratified 5-fold partition of region groups; groups = per-category capture "
+                  "sequences merged by low-pass and high-pass correlation, and interleaved sequences of "
+                  "different categories that match (one tile filed under two labels) merged across categories",
+        "parameters": {**GROUPING, "cross_label": CROSS_LABEL, "n_folds": N_FOLDS, "assignment_seed": seed},
+        "folds": folds,
+        "groups": {s.name: int(g) for s, g in zip(samples, groups)},
+    }
 
 
 def _assign_groups(samples: Sequence, groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:

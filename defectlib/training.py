@@ -95,6 +95,83 @@ class DefectBalancedSampler(Sampler[int]):
         return iter(order.tolist())
 
 
+def _image_weights(has_defect: np.ndarray, free_per_epoch: int | None) -> np.ndarray:
+    """Probability of drawing each image: every defect image alike, the defect-free ones together as
+    often as ``free_per_epoch`` of them would be in an epoch of :class:`DefectBalancedSampler`."""
+    n_free = int((~has_defect).sum())
+    free_total = n_free if free_per_epoch is None else min(free_per_epoch, n_free)
+    weights = np.where(has_defect, 1.0, free_total / max(n_free, 1))
+    return weights / weights.sum() if weights.sum() else np.full(len(has_defect), 1 / max(len(has_defect), 1))
+
+
+class CropSampler(Sampler):
+    """Crops of a step-budget period: ``(image, y, x)`` top-left corners, or image indices for square input.
+
+    Each period (one validation interval of a step budget) draws
+    ``items`` crops afresh from ``(seed, period)``.  A share ``defect_fraction``
+    is centred on a defect pixel: the class is drawn uniformly among the
+    classes present, then an image holding it, then one of its pixels, and the
+    crop is placed with that pixel within a quarter of the crop from its centre
+    (clipped to the image), so that rare classes get crops as often as common
+    ones.  The others are placed uniformly on an image drawn like
+    :class:`DefectBalancedSampler`'s (every defect image alike, defect-free
+    images together ``free_per_epoch`` times as often as one).  With square
+    input (``crop_size`` None) it draws those images only.
+
+    Args:
+        masks: the training class-index masks at the input size.
+        crop_size: side of the crops (None: square input, whole images).
+        items: items per period (steps x batch size).
+        defect_fraction: share of defect-centred crops.
+        free_per_epoch: weight of the defect-free images (see above).
+        seed, rank, world_size: as :class:`DefectBalancedSampler`.
+    """
+
+    def __init__(self, masks: Sequence[np.ndarray], crop_size: int | None, items: int, defect_fraction: float = 0.5,
+                 free_per_epoch: int | None = 48, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        self.shapes = [m.shape for m in masks]
+        self.crop_size, self.items, self.defect_fraction = crop_size, items, defect_fraction
+        self.weights = _image_weights(np.array([m.any() for m in masks], bool), free_per_epoch)
+        self.pixels: dict[int, list[tuple[int, np.ndarray]]] = {}   # class -> [(image, flat pixel indices)]
+        for i, m in enumerate(masks):
+            for c in np.unique(m):
+                if c:
+                    self.pixels.setdefault(int(c), []).append((i, np.flatnonzero(m == c)))
+        self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.items // self.world_size
+
+    def _corner(self, rng: np.random.Generator, i: int, cy: int | None, cx: int | None) -> tuple[int, int, int]:
+        h, w = self.shapes[i]
+        c = self.crop_size
+        if cy is None:
+            return i, int(rng.integers(0, max(h - c, 0) + 1)), int(rng.integers(0, max(w - c, 0) + 1))
+        jitter = rng.integers(-(c // 4), c // 4 + 1, size=2)
+        return (i, int(np.clip(cy - c // 2 + jitter[0], 0, max(h - c, 0))),
+                int(np.clip(cx - c // 2 + jitter[1], 0, max(w - c, 0))))
+
+    def __iter__(self):
+        rng = np.random.default_rng(epoch_seed(self.seed, self.epoch))
+        classes = sorted(self.pixels)
+        chosen = []
+        for _ in range(len(self) * self.world_size):
+            if self.crop_size is not None and classes and rng.random() < self.defect_fraction:
+                holders = self.pixels[classes[int(rng.integers(len(classes)))]]
+                i, flat = holders[int(rng.integers(len(holders)))]
+                cy, cx = divmod(int(flat[int(rng.integers(len(flat)))]), self.shapes[i][1])
+                chosen.append(self._corner(rng, i, cy, cx))
+            else:
+                i = int(rng.choice(len(self.weights), p=self.weights))
+                chosen.append(i if self.crop_size is None else self._corner(rng, i, None, None))
+        return iter(chosen[self.rank::self.world_size])
+
+
 @dataclass
 class Schedule:
     """Optimiser settings: AdamW, linear warm-up over ``warmup_fraction`` of the steps, cosine decay to 0."""
@@ -139,7 +216,7 @@ def eval_step(model: nn.Module, batch: dict, dataset: SegmentationDataset, meter
     indices = batch["index"].tolist()
     sizes = [dataset.sizes[i] for i in indices]
     images = batch["image"].to(model_device(model))
-    for i, probs in zip(indices, predict_probs(model, images, sizes, precision, channels_last, tta)):
+    for i, probs in zip(indices, predict_probs(model, images, sizes, precision, channels_last, tta, dataset.prep)):
         meter.update(probs, dataset.native_mask(i), dataset.samples[i].name)
 
 
@@ -158,6 +235,8 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, class_names: Sequen
     if len(dataset) == 0:
         raise ValueError("no images to evaluate")
     meter = meter if meter is not None else SegmentationMeter(class_names)
+    if dataset.prep.native:   # images of their own sizes: one at a time
+        batch_size = 1
     for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=desc, disable=not progress, leave=False):
         eval_step(model, batch, dataset, meter, precision, channels_last, tta)
     return meter.compute()
@@ -248,7 +327,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_loader: DataLoader, val_data
             val = evaluate(model, val_dataset, class_names, precision=precision, channels_last=channels_last,
                            progress=progress, desc="validate")
         val = distributed.broadcast(val, ctx)
-        entry = {"epoch": epoch, "train_loss": loss_sum / steps, "lr": scheduler.get_last_lr()[0],
+        entry = {"epoch": epoch, "step": epoch * len(train_loader), "train_loss": loss_sum / steps, "lr": scheduler.get_last_lr()[0],
                  "val_miou": val["miou"], "val_defect_miou": val["defect_miou"],
                  "val_binary_defect_iou": val["binary_defect_iou"], "val_image_auroc": val["image_auroc"],
                  "train_seconds": train_time, "val_seconds": time.time() - t1, "images": images}

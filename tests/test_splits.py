@@ -7,11 +7,14 @@ import pytest
 from defectlib.classes import CATEGORIES, DEFECT_CLASSES
 from defectlib.data import Sample
 from defectlib.download import read_manifest
-from defectlib.splits import (capture_sequences, fold_split, load_split, make_folds, near_duplicate_groups,
+from defectlib.paths import sha256_file
+from defectlib.splits import (FROZEN_SPLITS, build_region_split, capture_sequences, cross_label_merges, fold_split,
+                              label_inconsistencies, load_split, make_folds, near_duplicate_groups, region_groups,
                               split_path)
 
 GROUPED = load_split()
 RANDOM = load_split(split_path("random"))
+REGIONS = load_split(split_path("regions"))
 MAX_GAP = GROUPED["parameters"]["max_gap"]
 
 
@@ -27,7 +30,7 @@ def _fold_of(payload):
     return {n: f for f, names in payload["folds"].items() for n in names}
 
 
-@pytest.mark.parametrize("payload", [GROUPED, RANDOM], ids=["grouped", "random"])
+@pytest.mark.parametrize("payload", [GROUPED, REGIONS, RANDOM], ids=["grouped", "regions", "random"])
 def test_folds_partition_the_whole_dataset(payload):
     names = [n for part in payload["folds"].values() for n in part]
     assert len(payload["folds"]) == 5
@@ -36,26 +39,29 @@ def test_folds_partition_the_whole_dataset(payload):
     assert set(names) == upstream
 
 
-def test_every_fold_holds_a_region_of_every_defect_class():
-    for fold, names in GROUPED["folds"].items():
+@pytest.mark.parametrize("payload", [GROUPED, REGIONS], ids=["grouped", "regions"])
+def test_every_fold_holds_a_region_of_every_defect_class(payload):
+    for fold, names in payload["folds"].items():
         regions = Counter()
-        for c in {(_category(n), GROUPED["groups"][n]) for n in names}:
+        for c in {(_category(n), payload["groups"][n]) for n in names}:
             regions[c[0]] += 1
         assert all(regions[c] >= 1 for c in DEFECT_CLASSES), (fold, regions)
 
 
-def test_class_images_spread_over_folds():
+@pytest.mark.parametrize("payload", [GROUPED, REGIONS], ids=["grouped", "regions"])
+def test_class_images_spread_over_folds(payload):
     for c in CATEGORIES:
-        per_fold = [sum(_category(n) == c for n in names) for names in GROUPED["folds"].values()]
+        per_fold = [sum(_category(n) == c for n in names) for names in payload["folds"].values()]
         total = sum(per_fold)
         # whole regions move together (Crack's largest holds 15 of 57 images), so allow a few groups
         assert max(per_fold) - min(per_fold) <= max(8, 0.1 * total), (c, per_fold)
 
 
-def test_groups_never_straddle_folds():
-    where = _fold_of(GROUPED)
+@pytest.mark.parametrize("payload", [GROUPED, REGIONS], ids=["grouped", "regions"])
+def test_groups_never_straddle_folds(payload):
+    where = _fold_of(payload)
     by_group = {}
-    for name, group in GROUPED["groups"].items():
+    for name, group in payload["groups"].items():
         by_group.setdefault(group, set()).add(where[name])
     assert all(len(folds) == 1 for folds in by_group.values())
 
@@ -133,3 +139,56 @@ def test_random_partition_is_image_level_and_stratified():
     for c in CATEGORIES:
         per_fold = [sum(_category(n) == c for n in names) for names in RANDOM["folds"].values()]
         assert max(per_fold) - min(per_fold) <= 1
+
+
+def test_the_first_two_fold_files_are_frozen():
+    """Records on them are reused by config name alone: their content must never change."""
+    for kind, digest in FROZEN_SPLITS.items():
+        assert sha256_file(split_path(kind)) == digest, f"{split_path(kind)} changed; its records would be wrong"
+
+
+def _tile(cat_of_exp, num0, code):
+    """One tile under six lights, each image filed under ``cat_of_exp[k]``; ``code`` its content vector."""
+    return [(_s(cat_of_exp[k - 1], k, num0 + 10 * k), code) for k in range(1, 7)]
+
+
+def _correlations(tiles):
+    samples = [s for t in tiles for s, _ in t]
+    codes = np.array([c for t in tiles for _, c in t], float)
+    corr = codes @ codes.T
+    return samples, corr, corr
+
+
+def test_a_tile_filed_under_two_labels_is_one_region():
+    codes = iter(np.linalg.qr(np.random.default_rng(0).normal(size=(16, 16)))[0].T)   # orthonormal: no match
+    two_labels = _tile(["Crack", "Break", "Break", "Break", "Break", "Break"], 1000, next(codes))
+    other = _tile(["Break"] * 6, 5000, next(codes))
+    apart = _tile(["Fray", "Blowhole", "Fray", "Blowhole", "Fray", "Blowhole"], 9000, None)
+    apart = [(s, next(codes)) for s, _ in apart]              # interleaved, but every image different
+    samples, low, high = _correlations([two_labels, other, apart])
+    groups = region_groups(samples, low, high)
+    assert len(set(groups[:6])) == 1 and groups[0] != groups[6]
+    assert len(set(groups[12:])) == 2                         # the unmatched interleaved sequences stay apart
+    assert len(cross_label_merges(samples, low, high)) == 1
+    table = label_inconsistencies(samples, groups)
+    assert table["categories"].tolist() == ["Break (5) + Crack (1)"]
+
+
+def test_sequences_sharing_a_lighting_index_are_not_merged_across_labels():
+    code = np.ones(8) / np.sqrt(8)
+    a = [(_s("Crack", k, 100 + 10 * k), code) for k in (1, 2, 3)]
+    b = [(_s("Break", k, 105 + 10 * k), code) for k in (3, 4, 5)]   # both hold an exp3 image
+    samples, low, high = _correlations([a, b])
+    assert cross_label_merges(samples, low, high) == []
+
+
+def test_the_committed_regions_file_is_what_the_code_builds():
+    from defectlib.data import list_samples
+    from defectlib.download import find_dataset
+
+    try:
+        root = find_dataset(download=False)
+    except FileNotFoundError:
+        pytest.skip("the full dataset is not here")
+    built = build_region_split(list_samples(root), progress=False)
+    assert built["folds"] == REGIONS["folds"] and built["groups"] == REGIONS["groups"]
