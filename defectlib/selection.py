@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import per_image_confusions
+from .records import run_convergence
 from .stats import has_defect, mean_std
 
 
@@ -136,3 +137,34 @@ def choose_final(candidates: dict[str, Sequence[dict]], reevaluate: Reevaluate,
     arms, arm = ranking_table(candidates)
     options, option = ranking_table(tta_options({arm: candidates[arm]}, reevaluate, modes))
     return {"arm": arm, "tta": split_option(option)[1], "option": option, "arms": arms, "tta_options": options}
+
+
+#: A run has converged when its validation mIoU changed by at most this much (1 point) between the
+#: last two fifths of its schedule (:func:`defectlib.records.convergence`).
+CONVERGED_GAIN = 0.01
+
+
+def converged(record: dict, tolerance: float = CONVERGED_GAIN) -> bool:
+    """Whether a run's validation curve had flattened by the end of its budget.
+
+    The mean validation mIoU of the last fifth of the schedule may exceed that
+    of the fifth before by at most ``tolerance``; a curve still rising by more
+    was stopped before it finished learning.
+    """
+    return run_convergence(record)["last_fifth_gain"] <= tolerance
+
+
+def budget_verdict(records: Sequence[dict], tolerance: float = CONVERGED_GAIN) -> dict:
+    """The calibration's rule for a step budget, on validation only: it is kept when every run on it
+    (every fold and seed) has :func:`converged`; otherwise the next calibration doubles it.
+
+    Returns ``{"kept": bool, "steps": the budget, "next_steps": the budget to try next (None when kept),
+    "not_converged": run ids still rising}``.
+    """
+    budgets = {r["config"]["train"]["steps"] for r in records}
+    if len(budgets) != 1 or None in budgets:
+        raise ValueError(f"a budget verdict needs runs of one step budget, got {sorted(budgets, key=str)}")
+    steps = budgets.pop()
+    rising = [r["run_id"] for r in records if not converged(r, tolerance)]
+    return {"kept": not rising, "steps": steps, "next_steps": None if not rising else 2 * steps,
+            "not_converged": rising}

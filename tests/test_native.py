@@ -205,3 +205,23 @@ def test_train_takes_several_seeds(tmp_path, monkeypatch, capsys, fake_training)
     assert main(["train", "--config", "configs/baseline.yaml", "--fold", "0", "1", "--seed", "0", "1"]) == 0
     assert fake_training == [("baseline", 0, 0), ("baseline", 0, 1), ("baseline", 1, 0), ("baseline", 1, 1)]
     assert len(list((tmp_path / "runs").glob("baseline-*-fold*-seed*.json"))) == 4
+
+
+def _run(run_id, curve, steps=2000):
+    history = [{"val_miou": v, "step": steps // len(curve) * (k + 1)} for k, v in enumerate(curve)]
+    return {"run_id": run_id, "config": {"train": {"steps": steps}}, "history": history,
+            "best_epoch": 1 + int(np.argmax(curve))}
+
+
+def test_the_budget_rule_keeps_a_budget_only_when_every_run_has_flattened():
+    from defectlib import selection
+
+    flat = _run("a", [0.1, 0.3, 0.4, 0.45, 0.46, 0.47, 0.47, 0.48, 0.475, 0.48])
+    rising = _run("b", [0.1, 0.2, 0.25, 0.3, 0.33, 0.36, 0.38, 0.40, 0.42, 0.44])
+    assert selection.converged(flat) and not selection.converged(rising)
+    assert selection.budget_verdict([flat, flat]) == {"kept": True, "steps": 2000, "next_steps": None,
+                                                      "not_converged": []}
+    verdict = selection.budget_verdict([flat, rising])
+    assert not verdict["kept"] and verdict["next_steps"] == 4000 and verdict["not_converged"] == ["b"]
+    with pytest.raises(ValueError, match="one step budget"):
+        selection.budget_verdict([flat, _run("c", [0.1, 0.2], steps=1000)])
