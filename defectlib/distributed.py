@@ -51,19 +51,25 @@ class Context:
 SINGLE = Context()
 
 
+def default_device() -> torch.device:
+    """The first GPU where PyTorch sees one (``CUDA_VISIBLE_DEVICES=""`` hides them), else the CPU."""
+    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+
+
 def launched() -> bool:
     """Whether this process was started by ``torchrun`` with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init() -> Context:
-    """Join the process group torchrun describes (once), or return the single-process context.
+    """Join the process group torchrun describes (once), or return the single-process context
+    (on the GPU where there is one, see :func:`default_device`).
 
     Raises:
         RuntimeError: torchrun's environment is incomplete.
     """
     if not launched():
-        return SINGLE
+        return Context(device=default_device())
     missing = [k for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise RuntimeError(f"WORLD_SIZE > 1 but {', '.join(missing)} not set: start with torchrun")

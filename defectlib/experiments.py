@@ -173,7 +173,7 @@ def evaluate_best(model: torch.nn.Module, data: RunData, cfg: dict, precision: s
 
 def write_record(cfg: dict, fold: int, seed: int, root: Path, *, model: torch.nn.Module, data: RunData,
                  parts: RunParts, result: FitResult, evals: dict, precision: str, commit: str | None,
-                 world_size: int, started: float) -> dict:
+                 world_size: int, started: float, device: torch.device) -> dict:
     """Save the best checkpoint and write the run's record beside it; return the record."""
     ckpt = checkpoint_path(cfg, fold, seed, root)
     save_checkpoint(ckpt, model.to(memory_format=torch.contiguous_format), cfg, fold=fold, seed=seed,
@@ -186,7 +186,7 @@ def write_record(cfg: dict, fold: int, seed: int, root: Path, *, model: torch.nn
         "seed": seed,
         "world_size": world_size,
         "git_commit": commit,
-        "environment": environment(),
+        "environment": environment(device),
         "precision": precision,
         "wall_seconds": time.time() - started,
         "data_seconds": data.seconds,
@@ -264,7 +264,8 @@ def train_run(cfg: dict, fold: int = 0, seed: int | None = None, progress: bool 
     model.load_state_dict(result.best_state)
     evals = evaluate_best(model, data, cfg, precision, progress)
     record = write_record(cfg, fold, seed, root, model=model, data=data, parts=parts, result=result, evals=evals,
-                          precision=precision, commit=commit, world_size=ctx.world_size, started=started)
+                          precision=precision, commit=commit, world_size=ctx.world_size, started=started,
+                          device=ctx.device)
     shutil.rmtree(work, ignore_errors=True)
     return distributed.broadcast(record, ctx)
 
@@ -359,8 +360,10 @@ def evaluate_checkpoint(checkpoint: str | Path, samples: list, *, cfg: dict | No
     cfg = cfg or saved
     dataset = make_dataset(cfg, samples, progress=progress, desc=f"decode {desc}")
     meter = SegmentationMeter(cfg["data"]["classes"])
-    metrics = evaluate(prepare(model, cfg["train"]["channels_last"]), dataset, cfg["data"]["classes"],
-                       precision=resolve_precision(precision), channels_last=cfg["train"]["channels_last"],
+    model = prepare(model.to(distributed.default_device()), cfg["train"]["channels_last"])
+    metrics = evaluate(model, dataset, cfg["data"]["classes"],
+                       precision=resolve_precision(precision, distributed.default_device().type),
+                       channels_last=cfg["train"]["channels_last"],
                        progress=progress, desc=desc, meter=meter, tta=tta)
     return metrics, meter.per_image_table()
 

@@ -28,8 +28,9 @@ def git_commit() -> str | None:
         return None
 
 
-def environment() -> dict:
-    """Package versions and device of this process."""
+def environment(device: torch.device | str = "cpu") -> dict:
+    """Package versions and the device a run computes on (``cpu``, or ``cuda`` with the GPU's name)."""
+    device = torch.device(device)
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -37,7 +38,8 @@ def environment() -> dict:
         "segmentation_models_pytorch": segmentation_models_pytorch.__version__,
         "albumentations": albumentations.__version__,
         "numpy": numpy.__version__,
-        "device": "cpu",
+        "device": device.type,
+        **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
         "cpu": platform.processor() or platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .metrics import paired_bootstrap_interval
 from .records import class_names, curve, metric
-from .stats import aligned_confusions, false_alarms, group_bootstrap, mean_std, pool_records
+from .stats import aligned_confusions, false_alarms, group_bootstrap, mean_std, pool_records, seed_means
 
 
 #: Human labels of the metric keys.
@@ -298,3 +298,19 @@ def ladder_table(steps: dict[str, Sequence[dict]], split: str = "test", keys: Se
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "recipe"
     return table
+
+
+def seed_table(records: Sequence[dict], split: str = "val", keys: Sequence[str] = ("miou", "defect_miou")) -> pd.DataFrame:
+    """Per metric (rows): each fold's mean over its seeds with their spread, in percent; the mean ± std
+    over folds of those means; and the largest seed spread (what a difference must beat)."""
+    rows = []
+    for key in keys:
+        per_fold = seed_means(records, split, key)
+        mean, std = mean_std([v["mean"] for v in per_fold.values()])
+        row = {"metric": LABELS.get(key, key)}
+        row.update({f"fold {f} ({v['seeds']} seeds)": f"{pct(v['mean'])} (spread {pct(v['spread'])})"
+                    for f, v in per_fold.items()})
+        row["mean ± std over folds"] = f"{pct(mean)} ± {pct(std)}"
+        row["largest seed spread"] = pct(max(v["spread"] for v in per_fold.values()))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("metric")

@@ -16,7 +16,7 @@ import numpy as np
 
 from .metrics import (bootstrap_interval, class_iou_per_image, image_level_metrics, per_image_confusions,
                       reduce_confusion)
-from .records import class_names, per_image, split_file
+from .records import class_names, metric, per_image, split_file
 from .splits import load_split
 
 
@@ -128,3 +128,16 @@ def images_at_rank(record: dict, split: str, rank: float = 0.5) -> list[tuple[st
             k = order[min(int(rank * len(order)), len(order) - 1)]
             chosen.append((name, table["names"][k], float(scores[k])))
     return chosen
+
+
+def seed_means(records: Sequence[dict], split: str, key: str) -> dict[int, dict[str, float]]:
+    """Runs of several seeds on each fold, pooled per fold: ``{fold: {"mean", "spread", "seeds"}}``.
+
+    ``mean`` is the mean over the fold's seeds, ``spread`` the largest minus
+    the smallest of them (0 for one seed), ``seeds`` how many there were.
+    """
+    by_fold: dict[int, list[float]] = {}
+    for r in records:
+        by_fold.setdefault(r["fold"], []).append(metric(r, split, key))
+    return {f: {"mean": float(np.mean(v)), "spread": float(np.max(v) - np.min(v)), "seeds": len(v)}
+            for f, v in sorted(by_fold.items())}

@@ -254,3 +254,17 @@ def test_arm_convergence_flags_arms_still_rising():
     assert table.loc["rising", "mean best epoch"] == 10
     assert table.loc["rising", "change over last 5 epochs (points)"] == pytest.approx((40 + 20) / 2)
     assert table.loc["flat", "change over last 5 epochs (points)"] == pytest.approx(0)
+
+
+def test_seeds_pool_per_fold_with_their_spread():
+    def rec(fold, seed, miou):
+        return {"fold": fold, "seed": seed, "val": {"miou": miou, "defect_miou": miou / 2}}
+
+    runs = [rec(0, 0, 0.40), rec(0, 1, 0.44), rec(1, 1, 0.50), rec(1, 2, 0.50)]
+    pooled = stats.seed_means(runs, "val", "miou")
+    assert pooled[0] == {"mean": pytest.approx(0.42), "spread": pytest.approx(0.04), "seeds": 2}
+    assert pooled[1]["spread"] == 0 and pooled[1]["seeds"] == 2
+    table = report.seed_table(runs, "val", ("miou",))
+    assert table.loc["mIoU (6 classes)", "fold 0 (2 seeds)"] == "42.0 (spread 4.0)"
+    assert table.loc["mIoU (6 classes)", "largest seed spread"] == "4.0"
+    assert table.loc["mIoU (6 classes)", "mean ± std over folds"] == "46.0 ± 5.7"
