@@ -342,7 +342,7 @@ def on_partition(cfg: dict, partition: str) -> dict:
     """``cfg`` on another fold partition of its dataset: ``grouped`` (region groups) or ``random`` (image level).
 
     The random partition exists to measure, once, how much a random split
-    flatters a recipe (chapter 6). Its config gets ``-random`` appended to
+    flatters a recipe (chapter 7). Its config gets ``-random`` appended to
     its name, so its runs are stored and named apart; ``grouped`` returns
     ``cfg`` unchanged when it already is on the grouped folds.
     """

@@ -1,6 +1,6 @@
 """The qualitative chapter's analysis: what happened on each image, and how thin defects are drawn.
 
-Introduced in chapter 07 (qualitative results).  Failure kinds and
+Introduced in chapter 08 (qualitative results).  Failure kinds and
 disagreements come from the per-image confusion matrices of run records;
 :func:`thin_structure` measures width and pieces of a predicted mask.
 """

@@ -1,7 +1,7 @@
 """Selection rules: which arm, which combination, which final option; all on validation only.
 
 Introduced in chapter 04 (loss ablation); chapter 05 adds :func:`combine_steps`,
-chapter 06 :func:`choose_final` and :func:`accuracy_threshold`.
+chapter 07 :func:`choose_final` and :func:`accuracy_threshold`.
 
 A rule reads validation metrics from run records and nothing else, so a test
 split can never decide; it imports no run machinery (a rule that needs runs
@@ -126,7 +126,7 @@ def split_option(option: str) -> tuple[str, str]:
 
 def choose_final(candidates: dict[str, Sequence[dict]], reevaluate: Reevaluate,
                  modes: tuple[str, ...] = ("flips",)) -> dict:
-    """Chapter 6's rule, one candidate at a time, on validation only.
+    """Chapter 7's rule, one candidate at a time, on validation only.
 
     Step 1 picks the trained arm (:func:`select_arm`, through :func:`ranking_table`);
     step 2 compares that arm's runs with and without each test-time augmentation

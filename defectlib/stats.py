@@ -1,6 +1,6 @@
 """Statistics over run records: pooled folds, metrics from per-image tables, region bootstrap, false alarms.
 
-Introduced in chapter 03 (baseline) and chapter 06 (final model).
+Introduced in chapter 03 (baseline) and chapter 07 (final model).
 
 These reduce the per-image confusion matrices a record keeps
 (:mod:`defectlib.metrics` counts and reduces them) to what the chapters

@@ -66,7 +66,7 @@ def test_readme_augmentation_paragraph():
 
 
 ALL_FOLDS = (0, 1, 2, 3, 4)
-RANDOM_FOLDS = ALL_FOLDS  # chapter 6 trains the random partition on all five folds too
+RANDOM_FOLDS = ALL_FOLDS  # chapter 7 trains the random partition on all five folds too
 
 
 def _records_of(config_file: str, folds: tuple[int, ...], partition: str | None = None) -> list[dict]:
@@ -88,7 +88,7 @@ def _oof(records: list[dict], key: str) -> str:
 
 
 def test_readme_final_paragraph():
-    """Chapter 6's paragraph: out-of-fold results of the final recipe, the ladder's ends and the random partition."""
+    """Chapter 7's paragraph: out-of-fold results of the final recipe, the ladder's ends and the random partition."""
     readme = _readme()
     final, baseline = _five("configs/final.yaml"), _five("configs/baseline.yaml")
     loss = _five("configs/loss_winner.yaml")
@@ -114,7 +114,7 @@ def test_readme_final_paragraph():
 
 
 def test_readme_final_choice():
-    """The README's account of chapter 6's choice: long wins a tie on validation mIoU."""
+    """The README's account of chapter 7's choice: long wins a tie on validation mIoU."""
     readme = _readme()
     family = config.load_family(ROOT / "configs/final_candidates.yaml", profile="full")
     candidates = {arm: [experiments.read_record(cfg, f, f, ROOT / "results") for f in FOLDS] for arm, cfg in family.items()}
