@@ -63,10 +63,10 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import distributed
-    from .config import load_config, load_family, on_partition, read_yaml, resolve_config
+    from .config import load_config, load_family, on_partition, parse_assignments, read_yaml, resolve_config
     from .experiments import get_run
 
-    overrides = _data_overrides(args)
+    overrides = {**_data_overrides(args), **parse_assignments(args.set)}
     if "arms" in read_yaml(args.config):   # an experiment family: every arm (or --arm), fold by fold
         arms = load_family(args.config)
         unknown = set(args.arm or []) - set(arms)
@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, nargs="+", help="run seed(s): each fold is trained once per seed "
                    "(default: one run, seeded with the fold)")
     p.add_argument("--retrain", action="store_true", help="train even if a record exists")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting of the config "
+                   "(repeatable; checked against the schema like a YAML key), e.g. --set train.steps=400 "
+                   "--set data.augment=d4; the run is then a run of another config, with its own hash")
     p.add_argument("--partition", choices=("grouped", "random"),
                    help="Magnetic Tile fold partition: grouped by tile region (the config's default) or random "
                         "image level, which lets one region sit in training and test (runs named <config>-random)")

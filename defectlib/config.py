@@ -305,12 +305,13 @@ def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, A
         ConfigError: unknown key, wrong type or value (naming ``where`` and the key).
     """
     raw = copy.deepcopy(raw)
+    resolved_before = raw.get("profile")   # a config resolved before already holds its profile's overrides
     profile = profile or raw.pop("profile", None) or current_profile()
     if profile not in PROFILES:
         raise ConfigError(f"{where}: profile {profile!r}; expected one of {PROFILES}")
     raw.pop("profile", None)
     smoke = {}
-    if profile == "smoke":
+    if profile == "smoke" and resolved_before != "smoke":
         smoke = {**SMOKE_OVERRIDES, **(SMOKE_STEP_OVERRIDES if (raw.get("train") or {}).get("steps") else {})}
     for key, value in {**smoke, **(overrides or {})}.items():
         set_dotted(raw, key, value)
@@ -360,14 +361,65 @@ def _config_path(path: str | Path) -> Path:
     return path
 
 
+def _deep_merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` laid on top, mapping by mapping (``over`` wins on every leaf it names)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping, with the config it extends (``base: other.yaml``) merged beneath it.
+
+    ``base`` is a path relative to the config's folder, else to the project
+    root; bases may extend bases.  The result no longer names its base, so a
+    config that extends another hashes as if it had been written out in full.
+
+    Raises:
+        ConfigError: missing or malformed file, or bases that extend each other in a circle.
+    """
+    path = _config_path(path)
+    raw = read_yaml(path)
+    if "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected the path of the config this one extends, got {base!r}")
+    base_path = path.parent / base if (path.parent / base).is_file() else _config_path(base)
+    if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: base: {base} extends this config again (a circle of bases)")
+    return _deep_merge(read_config(base_path, (*_seen, path.resolve())), raw)
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["train.steps=400", "data.augment=d4"]`` as dotted-key overrides, values read as YAML
+    (``400`` an int, ``true`` a bool, ``[1, 2]`` a list, ``null`` None).
+
+    Raises:
+        ConfigError: an item without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.steps=400")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+    return out
+
+
 def load_config(path: str | Path, profile: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
-    """Read, validate and resolve a YAML config (relative paths also from the project root).
+    """Read, validate and resolve a YAML config (relative paths also from the project root; ``base:``
+    merged, see :func:`read_config`).
 
     Raises:
         ConfigError: missing file, malformed YAML (with line), or a config that does not fit the schema.
     """
     path = _config_path(path)
-    return resolve_config(read_yaml(path), profile, overrides, where=str(path))
+    return resolve_config(read_config(path), profile, overrides, where=str(path))
 
 
 def load_family(path: str | Path, profile: str | None = None) -> dict[str, dict]:
@@ -394,7 +446,7 @@ def load_family(path: str | Path, profile: str | None = None) -> dict[str, dict]
     if unknown or not isinstance(raw.get("arms"), dict) or not isinstance(raw.get("base"), str):
         raise ConfigError(f"{path}: a family needs 'family', 'base' (a config path) and 'arms' (a mapping)"
                           + (f"; unknown key(s) {sorted(unknown)}" if unknown else ""))
-    base = read_yaml(_config_path(raw["base"]))
+    base = read_config(raw["base"])
     arms = {}
     for arm, spec in raw["arms"].items():
         where = f"{path}: arms.{arm}"

@@ -222,3 +222,15 @@ def test_train_on_the_random_partition(tmp_path, monkeypatch, capsys, fake_train
     assert len(records) == 1
     record = json.loads(records[0].read_text())
     assert record["config"]["data"]["split"] == "random" and record["split_file"].endswith("magnetic_tile_random.json")
+
+
+def test_train_set_overrides_a_setting_and_a_bad_key_is_one_line(tmp_path, monkeypatch, capsys, fake_training):
+    monkeypatch.setenv("DEFECTLIB_PROFILE", "smoke")
+    monkeypatch.setenv("DEFECTLIB_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("DEFECTLIB_DATA_DIR", str(sample_dataset()))
+    assert main(["train", "--config", "configs/baseline.yaml", "--set", "name=short", "--set", "train.epochs=1"]) == 0
+    (path,) = (tmp_path / "runs").glob("short-*-fold0-seed0.json")
+    assert json.loads(path.read_text())["config"]["train"]["epochs"] == 1
+    assert main(["train", "--config", "configs/baseline.yaml", "--set", "train.epoch=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.epoch: unknown key (did you mean train.epochs?)" in err[0]

@@ -140,3 +140,39 @@ def test_smoke_profile_shrinks_an_arm_that_sets_the_budget(tmp_path):
     family.write_text("family: f\nbase: configs/baseline.yaml\narms:\n  long:\n    train.epochs: 50\n")
     assert load_family(family, profile="smoke")["long"]["train"]["epochs"] == 2
     assert load_family(family, profile="full")["long"]["train"]["epochs"] == 50
+
+
+def test_a_config_extending_another_hashes_as_the_config_written_out(tmp_path):
+    from defectlib.config import config_hash, load_config
+
+    child = tmp_path / "child.yaml"
+    child.write_text("base: configs/loss_winner.yaml\n")
+    assert config_hash(load_config(child, "full")) == config_hash(load_config("configs/loss_winner.yaml", "full"))
+    child.write_text("base: configs/loss_winner.yaml\nname: longer\ntrain: {epochs: 50}\n")
+    cfg = load_config(child, "full")
+    assert cfg["name"] == "longer" and cfg["train"]["epochs"] == 50 and cfg["loss"]["name"] == "focal+dice"
+    grandchild = tmp_path / "grandchild.yaml"
+    grandchild.write_text("base: child.yaml\ndata: {augment: d4}\n")
+    assert load_config(grandchild, "full")["train"]["epochs"] == 50
+
+
+def test_bases_in_a_circle_are_refused(tmp_path):
+    from defectlib.config import load_config
+
+    (tmp_path / "a.yaml").write_text("base: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nname: b\n")
+    with pytest.raises(ConfigError, match="circle of bases"):
+        load_config(tmp_path / "a.yaml", "full")
+
+
+def test_assignments_are_read_as_yaml_values_and_checked_by_the_schema():
+    from defectlib.config import load_config, parse_assignments
+
+    sets = parse_assignments(["train.steps=400", "train.val_every=100", "data.augment=d4", "model.pretrained=false"])
+    assert sets == {"train.steps": 400, "train.val_every": 100, "data.augment": "d4", "model.pretrained": False}
+    cfg = load_config("configs/baseline.yaml", "full", overrides=sets)
+    assert cfg["train"]["steps"] == 400 and cfg["model"]["pretrained"] is False
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_assignments(["train.steps"])
+    with pytest.raises(ConfigError, match=r"train.step: unknown key \(did you mean train.steps\?\)"):
+        load_config("configs/baseline.yaml", "full", overrides=parse_assignments(["train.step=3"]))
