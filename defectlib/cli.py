@@ -3,8 +3,9 @@
 Introduced in chapter 03 (baseline).
 
 Exit status: 0 all done; 1 some inputs failed (the others were processed);
-2 usage, config, data or checkpoint error (one line naming the file and the
-problem; ``--debug`` shows the traceback).
+2 usage, config, data, checkpoint or output error (one line naming the file
+and the problem; ``--debug`` shows the traceback); 130 interrupted (Ctrl-C),
+with what was finished kept whole.
 
 Each command imports the machinery it runs when it runs, so that ``--help``
 and argument errors answer at once, without loading PyTorch.
@@ -18,10 +19,10 @@ from pathlib import Path
 
 from .errors import USER_ERRORS, DatasetError
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 EPILOG = ("exit status: 0 all done; 1 some inputs failed (the others were processed); "
-          "2 usage, config, data or checkpoint error. --debug shows tracebacks.")
+          "2 usage, config, data, checkpoint or output error; 130 interrupted. --debug shows tracebacks.")
 
 
 def _data_overrides(args: argparse.Namespace) -> dict:
@@ -101,12 +102,18 @@ def _print_run(record: dict) -> None:
 def format_metrics(metrics: dict) -> str:
     """A plain-text table of per-class IoU/Dice (in percent) and the summary metrics."""
     lines = [f"{'class':<20}{'IoU %':>8}{'Dice %':>8}"]
+    def cell(value: float) -> str:
+        return f"{100 * value:>8.1f}" if value == value else f"{'-':>8}"   # NaN: undefined
+
     for name, iou in metrics["iou"].items():
-        lines.append(f"{name:<20}{100 * iou:>8.1f}{100 * metrics['dice'][name]:>8.1f}")
+        note = "  (absent from truth and prediction)" if iou != iou else ""
+        lines.append(f"{name:<20}{cell(iou)}{cell(metrics['dice'][name])}{note}")
     labels = {"miou": "mIoU", "defect_miou": "defect mIoU", "binary_defect_iou": "binary defect IoU",
               "pixel_accuracy": "pixel accuracy", "image_auroc": "image AUROC", "image_accuracy": "image accuracy"}
     for key, label in labels.items():
-        lines.append(f"{label:<20}{100 * metrics[key]:>8.1f}")
+        value = metrics[key]
+        note = "  (undefined: every image has a defect, or none has)" if key == "image_auroc" and value != value else ""
+        lines.append(f"{label:<20}{cell(value)}{note}")
     return "\n".join(lines)
 
 
@@ -124,14 +131,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.data}: classes {overrides['data.classes']} differ from the checkpoint's "
                          f"{saved_cfg['data']['classes']}")
     cfg = resolve_config({k: v for k, v in saved_cfg.items() if k != "profile"}, saved_cfg.get("profile"), overrides)
-    split = args.split or ("all" if args.data else "val")
+    split = args.split or ("test" if args.data else "val")   # own data: the part the checkpoint never saw
     fold = args.fold if args.fold is not None else meta.get("fold", 0)   # the fold the checkpoint was trained for
     chosen = part_samples(cfg, split, fold)
     metrics, _ = evaluate_checkpoint(args.checkpoint, chosen, cfg=cfg, precision=args.precision, tta=args.tta,
                                      desc=split)
-    print(f"{len(chosen)} images ({split}{', flip test-time augmentation' if args.tta == 'flips' else ''})")
+    where = "all images" if split == "all" else f"the {split} part of fold {fold}"
+    print(f"{len(chosen)} images ({where}{', flip test-time augmentation' if args.tta == 'flips' else ''})")
     print(format_metrics(metrics))
-    out = Path(args.out or Path(args.checkpoint).with_suffix(f".{split}.json"))
+    tta = "" if args.tta == "none" else f".tta-{args.tta}"     # stored apart from the plain evaluation
+    out = Path(args.out or Path(args.checkpoint).with_suffix(f".{split}{tta}.json"))
     write_json(out, {"checkpoint": str(args.checkpoint), "split": split, "tta": args.tta,
                      "fold": None if split == "all" else fold, "images": len(chosen),
                      "metrics": metrics})
@@ -220,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the summary metrics, and write them as JSON.")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by train")
     p.add_argument("--split", choices=("train", "val", "test", "all"),
-                   help="part of fold --fold, or all images (default: val, or all with --data)")
+                   help="part of fold --fold, or all images (default: val; with --data, test)")
     p.add_argument("--fold", type=int, help="fold k of the partition (default: the checkpoint's own fold)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     p.add_argument("--tta", choices=("none", "flips"), default="none",
@@ -266,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted: what was finished is kept whole (predict lists it in predictions.csv)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (*USER_ERRORS, FileNotFoundError, ValueError) as exc:
         if args.debug:
             traceback.print_exc()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import timm
 import yaml
 
 from .classes import CLASSES
@@ -79,7 +80,7 @@ class DataConfig:
     # across categories); "random": image level, only to measure how much a leaky split flatters.
     split: str = field(default="grouped", metadata=_choice("grouped", "regions", "random"))
     classes: list[str] | None = None   # filled from the dataset when resolved
-    mask_format: str = field(default="binary", metadata=_choice("binary", "index"))
+    mask_format: str | None = field(default=None, metadata=_choice("binary", "index"))   # None: the dataset's own
     image_size: int = field(default=256, metadata=_range(32, 2048))   # square input: side S of the S x S input
     augment: str = "flips"             # "none" or components joined by "+" (defectlib.transforms.COMPONENTS)
     free_per_epoch: int | None = field(default=48, metadata=_range(0))  # defect-free images per epoch; None: all
@@ -317,6 +318,11 @@ def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, A
         set_dotted(raw, key, value)
     cfg = parse_config(raw, where)
     cfg["data"]["classes"], cfg["data"]["mask_format"] = _dataset_classes(cfg["data"], where)
+    encoder = cfg["model"]["encoder"]
+    if not timm.is_model(encoder):
+        close = difflib.get_close_matches(encoder, timm.list_models(), n=3)
+        raise ConfigError(f"{where}: model.encoder: timm knows no encoder {encoder!r}"
+                          + (f" (did you mean {', '.join(close)}?)" if close else ""))
     try:  # check the loss's name and parameters now, not after the data are loaded
         build_loss(cfg["loss"]["name"], None, cfg["loss"]["params"])
     except ValueError as exc:

@@ -16,6 +16,7 @@ and downloading Magnetic Tile is :mod:`defectlib.download`'s.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ _NAME_RE = re.compile(r"exp(?P<exp>\d+)_num_(?P<num>\d+)")
 # ----------------------------------------------------------------------------
 # Reading and validating files
 # ----------------------------------------------------------------------------
+
+#: Notes printed once per process (colour images converted to gray).
+_ANNOUNCED = {"colour": False}
 
 #: Largest image (in pixels) decoded by default; larger files are refused
 #: before decoding (PIL's own limit would otherwise abort with a warning).
@@ -80,6 +84,10 @@ def read_image(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> np.ndar
                 return _to_uint8(np.asarray(im))
             if im.mode == "F":
                 raise DatasetError([f"{path}: floating-point image (mode F); expected 8- or 16-bit"], "Bad image")
+            if im.mode not in ("L", "1", "P", "LA") and not _ANNOUNCED["colour"]:
+                _ANNOUNCED["colour"] = True
+                print(f"note: {path.name} and other colour images are converted to gray ({im.mode} to L); the "
+                      "encoder sees the gray channel three times", file=sys.stderr)
             return np.asarray(im.convert("L"))
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DatasetError([f"{path}: unreadable or truncated image ({exc})"], "Bad image") from exc

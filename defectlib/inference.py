@@ -40,9 +40,10 @@ class Prediction:
 
     path: Path
     mask: np.ndarray
-    defect_class: str
-    defect_fraction: float
-    score: float
+    defect_class: str                  # the defect class on most pixels ("none" without defect pixels)
+    defect_fraction: float             # share of the image's pixels predicted as any defect
+    score: float                       # highest defect probability over the pixels
+    class_fractions: dict[str, float]  # share of the pixels of every defect class present
 
 
 def bilinear_weights(out_size: int, in_size: int) -> torch.Tensor:
@@ -168,7 +169,8 @@ class Predictor:
         counts = np.bincount(mask.ravel(), minlength=len(self.classes))
         defect = counts[1:].sum()
         name = self.classes[1 + int(counts[1:].argmax())] if defect else "none"
-        return Prediction(Path(path), mask, name, float(defect / mask.size), score)
+        present = {self.classes[c]: float(counts[c] / mask.size) for c in range(1, len(self.classes)) if counts[c]}
+        return Prediction(Path(path), mask, name, float(defect / mask.size), score, present)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -209,6 +211,12 @@ def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_
     Unreadable or too large inputs are reported and skipped; the CSV has a
     row for every input, with ``status`` ``ok`` or ``failed`` and the error.
     Every file is written atomically; inputs sharing a stem get ``<stem>_2``...
+    Interrupted (Ctrl-C), it keeps the images finished so far, whole, writes
+    their rows to the CSV and raises ``KeyboardInterrupt`` again.
+
+    Raises:
+        OutputError: the output folder is refused or cannot be created.
+        DatasetError: the inputs hold no image file.
 
     Returns:
         ``(rows, failures)``: the CSV rows as dicts, and ``"<path>: <reason>"`` strings.
@@ -218,31 +226,59 @@ def predict_to_folder(checkpoint: str | Path, inputs: Iterable[str | Path], out_
     check_output_folder(out_dir, inputs, overwrite)
     predictor = Predictor(checkpoint, precision, max_pixels, backend, tta)
     files = expand_inputs(inputs)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not files:
+        raise DatasetError([f"{', '.join(map(str, inputs))}: no image files ({', '.join(IMAGE_SUFFIXES)})"], "No input")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from exc
     rows, failures, used = [], [], set()
-    for path in tqdm(files, desc="predict", disable=not progress):
-        row = {"image": str(path), "output_stem": "", "status": "failed", "error": "", "defect_class": "",
-               "defect_area_fraction": "", "defect_score": ""}
-        try:
-            if not path.is_file():
-                raise DatasetError([f"{path}: no such file"], "Bad input")
-            pred = predictor.predict(path)
-            stem = _output_stem(path, used)
-            _write_atomic(out_dir / f"{stem}_mask.png", _png_bytes(pred.mask))
-            _write_atomic(out_dir / f"{stem}_overlay.png",
-                          _png_bytes(overlay(read_image(path, max_pixels), pred.mask, classes=predictor.classes)))
-            row.update(output_stem=stem, status="ok", defect_class=pred.defect_class,
-                       defect_area_fraction=f"{pred.defect_fraction:.6f}", defect_score=f"{pred.score:.6f}")
-        except DatasetError as exc:
-            failures += exc.problems
-            row["error"] = "; ".join(exc.problems)
-        except MemoryError:
-            failures.append(f"{path}: out of memory")
-            row["error"] = "out of memory"
-        rows.append(row)
+    try:
+        for path in tqdm(files, desc="predict", disable=not progress):
+            rows.append(_predict_one(predictor, path, out_dir, used, max_pixels, failures))
+    except KeyboardInterrupt:
+        _write_csv(out_dir, rows)
+        raise
+    _write_csv(out_dir, rows)
+    return rows, failures
+
+
+def _predict_one(predictor: Predictor, path: Path, out_dir: Path, used: set[str], max_pixels: int | None,
+                 failures: list[str]) -> dict:
+    """Predict one input and write its mask and overlay; its CSV row (failures appended to ``failures``)."""
+    row = {"image": str(path), "output_stem": "", "status": "failed", "error": "", "defect_class": "",
+           "defect_area_fraction": "", "defect_score": "", "class_area_fractions": ""}
+    written: list[Path] = []
+    try:
+        if not path.is_file():
+            raise DatasetError([f"{path}: no such file"], "Bad input")
+        pred = predictor.predict(path)
+        stem = _output_stem(path, used)
+        for name, array in ((f"{stem}_mask.png", pred.mask),
+                            (f"{stem}_overlay.png", overlay(read_image(path, max_pixels), pred.mask,
+                                                           classes=predictor.classes))):
+            _write_atomic(out_dir / name, _png_bytes(array))
+            written.append(out_dir / name)
+        row.update(output_stem=stem, status="ok", defect_class=pred.defect_class,
+                   defect_area_fraction=f"{pred.defect_fraction:.6f}", defect_score=f"{pred.score:.6f}",
+                   class_area_fractions=";".join(f"{c}:{f:.6f}" for c, f in pred.class_fractions.items()))
+    except DatasetError as exc:
+        failures += exc.problems
+        row["error"] = "; ".join(exc.problems)
+    except MemoryError:
+        failures.append(f"{path}: out of memory")
+        row["error"] = "out of memory"
+    except KeyboardInterrupt:
+        for p in written:          # an image interrupted half-way leaves nothing behind
+            p.unlink(missing_ok=True)
+        raise
+    return row
+
+
+def _write_csv(out_dir: Path, rows: list[dict]) -> None:
+    """``predictions.csv`` with a row per input handled (atomically)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["image", "status", "error"])
     writer.writeheader()
     writer.writerows(rows)
     _write_atomic(out_dir / CSV_NAME, buf.getvalue().encode())
-    return rows, failures

@@ -267,11 +267,21 @@ def load_checkpoint(path: str | Path, meta: dict | None = None) -> tuple[nn.Modu
     if not isinstance(saved, dict) or "model" not in saved or "config" not in saved:
         raise fail("no model state and config inside")
     cfg = saved["config"]
+    missing = [k for k in ("model", "data") if not isinstance(cfg, dict) or not isinstance(cfg.get(k), dict)]
+    if missing:
+        raise fail(f"its config lacks the {' and '.join(repr(k) for k in missing)} section(s)")
     if meta is not None:
         meta.update({k: v for k, v in saved.items() if k not in ("model", "config")})
     try:
         model = model_from_config(cfg, pretrained=False)
         model.load_state_dict(saved["model"])
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        raise fail(f"weights do not fit the config's model: {str(exc).splitlines()[0][:160]}") from exc
+        raise fail(f"weights do not fit the config's model: {_first_problem(exc)}") from exc
     return model.eval(), cfg
+
+
+def _first_problem(exc: Exception) -> str:
+    """The first line of a state-dict error that names a tensor (PyTorch's first line names none)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))]
+    return ((named or lines or [type(exc).__name__])[0])[:240]

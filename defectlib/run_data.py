@@ -62,8 +62,17 @@ def split_data(cfg: dict, samples: list[Sample], root: Path | None = None) -> tu
         return load_split(path), path
     own = Path(cfg["data"]["root"]) / "splits.json"
     if own.is_file():
-        return load_split(own), own
+        payload = load_split(own)
+        if len(payload["folds"]) < 3:
+            raise DatasetError([f"{own}: {len(payload['folds'])} fold(s); a run needs 3 or more (test, "
+                                f"validation and training parts)"], "Bad split file")
+        check_split_names(payload, samples, own)
+        return payload, own
     names = sorted(s.name for s in samples)
+    if len(names) < 5:
+        raise DatasetError([f"{cfg['data']['root']}: {len(names)} image(s) cannot make the 5 folds of a run "
+                            f"(test, validation and training parts); add images, or write a splits.json "
+                            f"with 3 or more folds (see the README)"], "Too few images")
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
     path = Path(root or results_dir(cfg.get("profile"))) / "splits" / f"{Path(cfg['data']['root']).name}-{digest}.json"
     if not path.is_file():
@@ -91,6 +100,21 @@ def fold_samples(cfg: dict, fold: int, samples: list[Sample] | None = None,
             chosen = [s for c in cats for s in [x for x in chosen if x.category == c][:limit]]
         out[part] = chosen
     return out
+
+
+def check_split_names(payload: dict, samples: list[Sample], path: Path) -> None:
+    """Every name a split file lists must be an image of the dataset.
+
+    Raises:
+        DatasetError: naming the split file, how many names match no image, and the first few.
+    """
+    known = {s.name for s in samples}
+    listed = [n for names in payload["folds"].values() for n in names]
+    unknown = [n for n in listed if n not in known]
+    if unknown:
+        shown = ", ".join(repr(n) for n in unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+        raise DatasetError([f"{path}: {len(unknown)} of {len(listed)} names match no image of the dataset "
+                            f"({shown}); names are image stems for a folder dataset"], "Bad split file")
 
 
 def part_samples(cfg: dict, part: str, fold: int) -> list[Sample]:

@@ -318,9 +318,26 @@ def load_split(path: str | Path | None = None) -> dict:
         ValueError: the file is not a fold partition.
     """
     path = Path(path or split_path())
-    payload = json.loads(path.read_text())
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable split file ({exc})") from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("folds"), dict):
-        raise ValueError(f"{path}: not a split file (expected a 'folds' mapping)")
+        raise ValueError(f"{path}: not a split file (expected a 'folds' mapping of fold number to image names)")
+    folds = payload["folds"]
+    expected = [str(k) for k in range(len(folds))]
+    if sorted(folds, key=str) != sorted(expected):
+        raise ValueError(f"{path}: folds {sorted(folds)}; expected folds numbered 0..n-1 "
+                         f"(run k tests on fold k and validates on fold k + 1)")
+    seen: dict[str, str] = {}
+    for fold, names in folds.items():
+        if not isinstance(names, list):
+            raise ValueError(f"{path}: fold {fold}: expected a list of image names")
+        for name in names:
+            if name in seen:
+                raise ValueError(f"{path}: {name!r} is in fold {seen[name]} and fold {fold}")
+            seen[name] = fold
+    payload.setdefault("groups", {})
     return payload
 
 

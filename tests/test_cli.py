@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import write_crackforest_like
+from defectlib import inference
 from defectlib.cli import main
 from defectlib.download import sample_dataset
 
@@ -156,7 +157,7 @@ def test_own_folder_trains_evaluates_and_predicts_from_the_command_line(tmp_path
     ckpt = tmp_path / "results" / record["checkpoint"]["path"]
     assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(root), "--out", str(tmp_path / "e.json")]) == 0
     table = capsys.readouterr().out
-    assert "15 images (all)" in table
+    assert f"{record['split_sizes']['test']} images (the test part of fold 0)" in table
     lines = {line.split()[0]: line for line in table.splitlines() if line and line.split()[0] in ("background", "defect")}
     assert set(lines) == {"background", "defect"}
     metrics = json.loads((tmp_path / "e.json").read_text())["metrics"]
@@ -234,3 +235,63 @@ def test_train_set_overrides_a_setting_and_a_bad_key_is_one_line(tmp_path, monke
     assert main(["train", "--config", "configs/baseline.yaml", "--set", "train.epoch=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "train.epoch: unknown key (did you mean train.epochs?)" in err[0]
+
+
+def test_predict_refuses_an_empty_folder_and_an_output_it_cannot_create(trained_run, tmp_path, capsys):
+    ckpt = str(_checkpoint(trained_run))
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "empty: no image files" in capsys.readouterr().err
+    image = sorted((sample_dataset() / "MT_Crack" / "Imgs").glob("*.jpg"))[0]
+    (tmp_path / "a_file").write_text("x")
+    assert main(["predict", "--checkpoint", ckpt, str(image), "--out", str(tmp_path / "a_file" / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sub: cannot create the output folder" in err[0]
+
+
+def test_ctrl_c_during_predict_keeps_finished_images_whole_and_lists_them(trained_run, tmp_path, capsys, monkeypatch):
+    images = sorted((sample_dataset() / "MT_Blowhole" / "Imgs").glob("*.jpg"))[:3]
+    real = inference.Predictor.predict
+    calls = []
+
+    def predict(self, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, path)
+
+    monkeypatch.setattr(inference.Predictor, "predict", predict)
+    out = tmp_path / "out"
+    args = ["predict", "--checkpoint", str(_checkpoint(trained_run)), *map(str, images), "--out", str(out)]
+    assert main(args) == 130
+    assert "interrupted" in capsys.readouterr().err
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert [r["image"] for r in rows] == [str(images[0])] and rows[0]["status"] == "ok"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{images[0].stem}_mask.png", f"{images[0].stem}_overlay.png", "predictions.csv"])
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err        # a rerun is refused
+
+
+def test_checkpoints_with_a_wrong_tensor_or_no_model_section_are_named_in_one_line(trained_run, tmp_path, capsys):
+    saved = torch.load(_checkpoint(trained_run), map_location="cpu", weights_only=True)
+    key = next(k for k, v in saved["model"].items() if v.ndim == 4)
+    wrong = {**saved, "model": {**saved["model"], key: torch.zeros(1, 1, 1, 1)}}
+    torch.save(wrong, tmp_path / "wrong.pt")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "wrong.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"size mismatch for {key}" in err[0]
+    torch.save({**saved, "config": {k: v for k, v in saved["config"].items() if k != "model"}}, tmp_path / "nomodel.pt")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "nomodel.pt")]) == 2
+    assert "its config lacks the 'model' section" in capsys.readouterr().err
+
+
+def test_predictions_list_the_area_of_every_class_present(trained_run, tmp_path):
+    image = sorted((sample_dataset() / "MT_Uneven" / "Imgs").glob("*.jpg"))[0]
+    assert main(["predict", "--checkpoint", str(_checkpoint(trained_run)), str(image), "--out", str(tmp_path / "p")]) == 0
+    (row,) = csv.DictReader(open(tmp_path / "p" / "predictions.csv"))
+    mask = np.asarray(Image.open(tmp_path / "p" / f"{image.stem}_mask.png"))
+    fractions = dict(part.split(":") for part in row["class_area_fractions"].split(";") if part)
+    classes = trained_run[0]["config"]["data"]["classes"]
+    assert set(fractions) == {classes[c] for c in np.unique(mask) if c}
+    for name, value in fractions.items():
+        assert float(value) == pytest.approx((mask == classes.index(name)).mean(), abs=1e-6)

@@ -1,8 +1,8 @@
 import dataclasses
 
+import numpy as np
 import pytest
 
-from defectlib import config as schema
 from defectlib import config
 from defectlib.config import ConfigError
 
@@ -15,17 +15,17 @@ def _write(tmp_path, text):
 
 def test_resolved_config_holds_every_default():
     cfg = config.resolve_config({"name": "x"}, "full")
-    assert cfg["train"]["epochs"] == schema.TrainConfig().epochs
+    assert cfg["train"]["epochs"] == config.TrainConfig().epochs
     assert cfg["data"]["classes"][0] == "background" and len(cfg["data"]["classes"]) == 6
     assert cfg["profile"] == "full"
 
 
 def test_hash_changes_when_a_default_changes(monkeypatch):
     before = config.config_hash(config.resolve_config({"name": "x"}, "full"))
-    fields = {f.name: f for f in dataclasses.fields(schema.OptimizerConfig)}
+    fields = {f.name: f for f in dataclasses.fields(config.OptimizerConfig)}
     monkeypatch.setattr(fields["weight_decay"], "default", 0.05)
-    monkeypatch.setattr(schema.OptimizerConfig.__init__, "__defaults__",
-                        tuple(0.05 if d == 0.0001 else d for d in schema.OptimizerConfig.__init__.__defaults__))
+    monkeypatch.setattr(config.OptimizerConfig.__init__, "__defaults__",
+                        tuple(0.05 if d == 0.0001 else d for d in config.OptimizerConfig.__init__.__defaults__))
     after = config.resolve_config({"name": "x"}, "full")
     assert after["optimizer"]["weight_decay"] == 0.05
     assert config.config_hash(after) != before
@@ -176,3 +176,25 @@ def test_assignments_are_read_as_yaml_values_and_checked_by_the_schema():
         parse_assignments(["train.steps"])
     with pytest.raises(ConfigError, match=r"train.step: unknown key \(did you mean train.steps\?\)"):
         load_config("configs/baseline.yaml", "full", overrides=parse_assignments(["train.step=3"]))
+
+
+def test_an_encoder_timm_does_not_know_is_named_with_close_matches():
+    from defectlib.config import load_config
+
+    with pytest.raises(ConfigError, match=r"model.encoder: timm knows no encoder 'tf_efficientnet_lite9' \(did you mean tf_efficientnet_lite"):
+        load_config("configs/baseline.yaml", "full", overrides={"model.encoder": "tf_efficientnet_lite9"})
+
+
+def test_a_folder_config_takes_the_mask_format_its_dataset_declares(tmp_path):
+    from PIL import Image
+
+    from defectlib.config import resolve_config
+
+    root = tmp_path / "steel"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "dataset.yaml").write_text("classes: [background, a, b, c]\nmask_format: index\n")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "images" / "x.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / "x.png")
+    cfg = resolve_config({"name": "steel", "data": {"dataset": "folder", "root": str(root)}}, "full")
+    assert cfg["data"]["mask_format"] == "index" and cfg["data"]["classes"] == ["background", "a", "b", "c"]

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import shutil
 import zipfile
 
@@ -233,3 +234,51 @@ def test_one_bit_mask_is_read_as_binary(tiny_pair):
     Image.fromarray(mask).convert("1").save(tiny_pair / "MT_Crack/Imgs/exp1_num_1.png")
     (sample,) = data.validate_dataset(tiny_pair)
     assert (data.class_index_mask(sample) == 3).sum() == 10
+
+
+def _own_folder(tmp_path, n):
+    root = tmp_path / "own"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        Image.fromarray(np.full((16, 16), 100, np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "masks" / f"{i}.png")
+    return root
+
+
+def _own_config(root):
+    from defectlib.config import resolve_config
+
+    return resolve_config({"name": "own", "data": {"dataset": "folder", "root": str(root)}}, "full")
+
+
+@pytest.mark.parametrize("folds, message", [
+    ({"0": ["0"], "1": ["1"], "3": ["2"]}, r"folds \['0', '1', '3'\]; expected folds numbered 0..n-1"),
+    ({"0": ["0", "1"], "1": ["1"], "2": ["2"]}, "'1' is in fold 0 and fold 1"),
+])
+def test_a_malformed_split_file_is_named(tmp_path, folds, message):
+    from defectlib import run_data
+
+    root = _own_folder(tmp_path, 6)
+    (root / "splits.json").write_text(json.dumps({"folds": folds}))
+    with pytest.raises(ValueError, match=message) as info:
+        run_data.split_data(_own_config(root), run_data.dataset_samples(_own_config(root)))
+    assert "splits.json" in str(info.value)
+
+
+def test_split_names_that_match_no_image_are_refused_with_the_file(tmp_path):
+    from defectlib import run_data
+
+    root = _own_folder(tmp_path, 6)
+    (root / "splits.json").write_text(json.dumps({"folds": {"0": ["0", "x1"], "1": ["1", "x2"], "2": ["2", "3"]}}))
+    cfg = _own_config(root)
+    with pytest.raises(DatasetError, match=r"splits.json: 2 of 6 names match no image of the dataset \('x1', 'x2'\)"):
+        run_data.split_data(cfg, run_data.dataset_samples(cfg))
+
+
+def test_too_few_images_for_five_folds_says_what_to_do(tmp_path):
+    from defectlib import run_data
+
+    cfg = _own_config(_own_folder(tmp_path, 3))
+    with pytest.raises(DatasetError, match="3 image\\(s\\) cannot make the 5 folds.*splits.json"):
+        run_data.split_data(cfg, run_data.dataset_samples(cfg), tmp_path / "results")
