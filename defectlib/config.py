@@ -31,6 +31,7 @@ from .data import describe_dataset
 from .errors import ConfigError
 from .losses import build_loss
 from .paths import PROFILES, current_profile, project_root, sha256_file
+from .preprocess import STRIDE
 from .splits import FROZEN_SPLITS, split_path
 from .transforms import parse_augment
 
@@ -263,10 +264,6 @@ def _dataset_classes(data: dict, where: str) -> tuple[list[str], str]:
         raise ConfigError(f"{where}: data.root: a folder dataset needs its folder")
     spec = describe_dataset(data["root"], data["classes"], data["mask_format"])
     return list(spec.classes), spec.mask_format
-
-
-#: Stride of every architecture's output: native inputs are padded to a multiple of it.
-STRIDE = 32
 
 
 def _check_native(cfg: dict, where: str) -> None:

@@ -360,9 +360,9 @@ def evaluate_checkpoint(checkpoint: str | Path, samples: list, *, cfg: dict | No
     cfg = cfg or saved
     dataset = make_dataset(cfg, samples, progress=progress, desc=f"decode {desc}")
     meter = SegmentationMeter(cfg["data"]["classes"])
-    model = prepare(model.to(distributed.default_device()), cfg["train"]["channels_last"])
-    metrics = evaluate(model, dataset, cfg["data"]["classes"],
-                       precision=resolve_precision(precision, distributed.default_device().type),
+    device = distributed.default_device()
+    model = prepare(model.to(device), cfg["train"]["channels_last"])
+    metrics = evaluate(model, dataset, cfg["data"]["classes"], precision=resolve_precision(precision, device.type),
                        channels_last=cfg["train"]["channels_last"],
                        progress=progress, desc=desc, meter=meter, tta=tta)
     return metrics, meter.per_image_table()

@@ -147,6 +147,15 @@ def _starts(length: int, tile: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
+def _tile_grid(height: int, width: int, tile_size: int, overlap: float, stride: int):
+    """Padded size ``(ph, pw)``, tile size ``(th, tw)`` and tile origins ``(ys, xs)`` of sliding-window inference."""
+    ph, pw = math.ceil(height / stride) * stride, math.ceil(width / stride) * stride
+    th, tw = min(tile_size, ph), min(tile_size, pw)
+    sh = max(stride, int(th * (1 - overlap)) // stride * stride)
+    sw = max(stride, int(tw * (1 - overlap)) // stride * stride)
+    return (ph, pw), (th, tw), (_starts(ph, th, sh), _starts(pw, tw, sw))
+
+
 def tiled_logits(forward: Forward, batch: torch.Tensor, tile_size: int, overlap: float = TILE_OVERLAP,
                  stride: int = STRIDE) -> torch.Tensor:
     """Logits of a batch of any size: padded to ``stride``, in one piece up to ``tile_size``, else in
@@ -157,16 +166,13 @@ def tiled_logits(forward: Forward, batch: torch.Tensor, tile_size: int, overlap:
     """
     h, w = batch.shape[-2:]
     padded = pad_to_stride(batch, stride)
-    ph, pw = padded.shape[-2:]
-    if ph <= tile_size and pw <= tile_size:
+    (ph, pw), (tile_h, tile_w), (ys, xs) = _tile_grid(h, w, tile_size, overlap, stride)
+    if len(ys) * len(xs) == 1:
         return forward(padded)[..., :h, :w]
-    tile_h, tile_w = min(tile_size, ph), min(tile_size, pw)
-    step_h = max(stride, int(tile_h * (1 - overlap)) // stride * stride)
-    step_w = max(stride, int(tile_w * (1 - overlap)) // stride * stride)
     weight = _gaussian_window(tile_h)[:, None] * _gaussian_window(tile_w)[None, :]
     total = norm = None
-    for y in _starts(ph, tile_h, step_h):
-        for x in _starts(pw, tile_w, step_w):
+    for y in ys:
+        for x in xs:
             out = forward(padded[..., y:y + tile_h, x:x + tile_w]).float()
             if total is None:
                 total = torch.zeros(out.shape[0], out.shape[1], ph, pw)
@@ -178,10 +184,5 @@ def tiled_logits(forward: Forward, batch: torch.Tensor, tile_size: int, overlap:
 
 def tile_count(height: int, width: int, tile_size: int, overlap: float = TILE_OVERLAP, stride: int = STRIDE) -> int:
     """How many forward passes :func:`tiled_logits` makes for an input of ``(height, width)``."""
-    ph, pw = math.ceil(height / stride) * stride, math.ceil(width / stride) * stride
-    if ph <= tile_size and pw <= tile_size:
-        return 1
-    th, tw = min(tile_size, ph), min(tile_size, pw)
-    sh = max(stride, int(th * (1 - overlap)) // stride * stride)
-    sw = max(stride, int(tw * (1 - overlap)) // stride * stride)
-    return len(_starts(ph, th, sh)) * len(_starts(pw, tw, sw))
+    _, _, (ys, xs) = _tile_grid(height, width, tile_size, overlap, stride)
+    return len(ys) * len(xs)
