@@ -1,13 +1,13 @@
-"""What a run costs: the square 256 px recipe's 30-epoch run against the native recipe's step budget.
+"""What a run costs: the square 256 px recipe's 30-epoch run against the native recipes' step budgets.
 
 Measured in one process on this machine, on fold 0 of the corrected folds:
 decoding the training and validation images, the seconds of one training
-step (batch 8: a 256 px squashed image each, or a 256 px native crop each,
+step (batch 8: a 256 px squashed image each, or a 256 or 128 px native crop each,
 through the same sampler, augmentation, loss and optimizer as a run) as the
 median of interleaved blocks, and one pass over the whole validation fold.
 From these it prints each run's wall time as its budget implies (steps x step
-time + validations x validation time + decoding), the ratio of the two, the
-share of validation, and the training images/s ratio.  Only ratios compare
+time + validations x validation time + decoding), its ratio to the square
+recipe's, the share of validation, and the training images/s ratio.  Only ratios compare
 across machines.
 
     python benchmarks/run_cost.py [--steps 12] [--repeats 3] [--out benchmarks/results/run_cost.json]
@@ -26,8 +26,10 @@ from timing import interleaved_medians
 
 RECIPES = {  # name: (config, overrides)
     "square 256 px, 30 epochs": ("configs/loss_winner.yaml", {"data.split": "regions"}),
-    "native 256 px crops": ("configs/native.yaml", {}),
+    "native 256 px crops, 4000 steps": ("configs/native_4000.yaml", {}),
+    "native 128 px crops, 4000 steps": ("configs/native_c128.yaml", {}),
 }
+SQUARE = "square 256 px, 30 epochs"
 
 
 def main() -> None:
@@ -82,19 +84,20 @@ def main() -> None:
                       "train_images_per_second": tc["batch_size"] / step_seconds[name],
                       "validation_pass_seconds": val, "decode_seconds": s["decode_seconds"],
                       "run_minutes": total / 60, "validation_share": (validations + 1) * val / total}
-    square, native = rows.values()
+    for r in rows.values():
+        r["over_square_run_time"] = r["run_minutes"] / rows[SQUARE]["run_minutes"]
+        r["over_square_train_images_per_second"] = r["train_images_per_second"] / rows[SQUARE]["train_images_per_second"]
     result = {"machine": {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                           "device": str(ctx.device)},
-              "recipes": rows, "native_over_square_run_time": native["run_minutes"] / square["run_minutes"],
-              "native_over_square_train_images_per_second":
-                  native["train_images_per_second"] / square["train_images_per_second"]}
+              "recipes": rows}
     write_json(Path(args.out), result)
-    print(f"{'recipe':<28}{'steps':>7}{'s/step':>8}{'img/s':>7}{'val s':>7}{'run min':>9}{'val share':>10}")
+    print(f"{'recipe':<34}{'steps':>7}{'s/step':>8}{'img/s':>7}{'val s':>7}{'run min':>9}{'val share':>10}"
+          f"{'x square':>9}")
     for name, r in rows.items():
-        print(f"{name:<28}{r['steps']:>7}{r['seconds_per_step']:>8.2f}{r['train_images_per_second']:>7.1f}"
-              f"{r['validation_pass_seconds']:>7.1f}{r['run_minutes']:>9.1f}{100 * r['validation_share']:>9.1f}%")
-    print(f"native / square: run time {result['native_over_square_run_time']:.2f}, training images/s "
-          f"{result['native_over_square_train_images_per_second']:.2f} (both measured in this one run)")
+        print(f"{name:<34}{r['steps']:>7}{r['seconds_per_step']:>8.2f}{r['train_images_per_second']:>7.1f}"
+              f"{r['validation_pass_seconds']:>7.1f}{r['run_minutes']:>9.1f}{100 * r['validation_share']:>9.1f}%"
+              f"{r['over_square_run_time']:>9.2f}")
+    print("(all measured in this one run)")
 
 
 if __name__ == "__main__":
