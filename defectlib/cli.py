@@ -79,6 +79,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.partition:
         configs = [on_partition(c, args.partition) for c in configs]
     ctx = distributed.init()   # several processes under torchrun; one otherwise
+    if ctx.is_main:
+        from .paths import config_results_dir
+        for where in dict.fromkeys(config_results_dir(c) for c in configs):
+            print(f"results: {where.resolve()}", flush=True)
     try:
         for fold in args.fold:
             for seed in args.seed or [None]:     # None: the fold's own seed
@@ -96,7 +100,9 @@ def _print_run(record: dict) -> None:
           f"val mIoU {record['val']['miou']:.4f}, defect mIoU {record['val']['defect_miou']:.4f}")
     if record.get("test"):
         print(f"test mIoU {record['test']['miou']:.4f}, defect mIoU {record['test']['defect_miou']:.4f}")
-    print(f"checkpoint: {record['checkpoint']['path']}", flush=True)
+    from .records import checkpoint_file
+
+    print(f"checkpoint: {checkpoint_file(record).resolve()}", flush=True)
 
 
 def format_metrics(metrics: dict) -> str:
@@ -204,10 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train runs (config + fold + seed), or return their stored records", epilog=EPILOG,
                        description="Train a config on one or more folds and write each run's JSON record and best "
-                                   "checkpoint under results/ (a temporary directory when DEFECTLIB_PROFILE=smoke). "
+                                   "checkpoint under results/ (a temporary directory when DEFECTLIB_PROFILE=smoke; with --data, "
+                                   "DIR/defectlib-results/; DEFECTLIB_RESULTS_DIR overrides both). "
                                    "A stored record with the same resolved-config hash, fold and seed is reused "
                                    "unless --retrain is given. A folder without splits.json gets a seeded 5-fold "
-                                   "partition written under results/splits/.")
+                                   "partition written under splits/ of that results folder.")
     p.add_argument("--config", required=True, help="YAML config (configs/baseline.yaml) or experiment family "
                    "(configs/loss_ablation.yaml: every arm, fold by fold)")
     p.add_argument("--arm", nargs="+", help="with a family: only these arms")

@@ -41,7 +41,7 @@ from .inference import Predictor
 from .losses import build_loss, class_weights_from_frequencies
 from .metrics import SegmentationMeter
 from .models import load_checkpoint, model_from_config, prepare, resolve_precision, run_precision, save_checkpoint
-from .paths import relative_to_project, results_dir, sha256_file, write_json
+from .paths import config_results_dir, relative_to_project, sha256_file, write_json
 from .provenance import environment, git_commit
 from .records import checkpoint_file, convergence
 from .run_data import dataset_samples, fold_samples, make_dataset, split_data
@@ -59,12 +59,12 @@ def run_id(cfg: dict, fold: int, seed: int) -> str:
 
 def record_path(cfg: dict, fold: int, seed: int, root: Path | None = None) -> Path:
     """``<results>/runs/<run id>.json``."""
-    return Path(root or results_dir(cfg.get("profile"))) / "runs" / f"{run_id(cfg, fold, seed)}.json"
+    return Path(root or config_results_dir(cfg)) / "runs" / f"{run_id(cfg, fold, seed)}.json"
 
 
 def checkpoint_path(cfg: dict, fold: int, seed: int, root: Path | None = None) -> Path:
     """``<results>/checkpoints/<run id>.pt``."""
-    return Path(root or results_dir(cfg.get("profile"))) / "checkpoints" / f"{run_id(cfg, fold, seed)}.pt"
+    return Path(root or config_results_dir(cfg)) / "checkpoints" / f"{run_id(cfg, fold, seed)}.pt"
 
 
 def read_record(cfg: dict, fold: int, seed: int, root: Path | None = None) -> dict | None:
@@ -233,7 +233,7 @@ def train_run(cfg: dict, fold: int = 0, seed: int | None = None, progress: bool 
     seed = fold if seed is None else seed
     started = time.time()
     commit = git_commit()  # the code that trains, even if the checkout changes during the run
-    root = Path(results_root or results_dir(cfg.get("profile")))
+    root = Path(results_root or config_results_dir(cfg))
     tc = cfg["train"]
     if tc["batch_size"] % ctx.world_size:
         raise ValueError(f"train.batch_size {tc['batch_size']} is not a multiple of the {ctx.world_size} processes")
@@ -370,7 +370,7 @@ def evaluate_checkpoint(checkpoint: str | Path, samples: list, *, cfg: dict | No
 
 def evaluation_path(record: dict, split: str, tta: str, root: Path | None = None) -> Path:
     """Where :func:`get_evaluation` keeps a run's evaluation: ``<results>/evals/<run id>-<split>-tta-<mode>.json``."""
-    root = Path(root or results_dir(record["config"].get("profile")))
+    root = Path(root or config_results_dir(record["config"]))
     return root / "evals" / f"{record['run_id']}-{split}-tta-{tta}.json"
 
 
@@ -405,7 +405,7 @@ def get_evaluation(record: dict, split: str = "val", tta: str = "flips", *, prog
 
 def predictions_path(record: dict, split: str, tta: str, root: Path | None = None) -> Path:
     """Where :func:`get_predictions` keeps a run's masks: ``<results>/predictions/<run id>-<split>-tta-<mode>.npz``."""
-    root = Path(root or results_dir(record["config"].get("profile")))
+    root = Path(root or config_results_dir(record["config"]))
     return root / "predictions" / f"{record['run_id']}-{split}-tta-{tta}.npz"
 
 

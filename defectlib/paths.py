@@ -6,7 +6,9 @@ from the package, so anything may use it.
 Profiles (``$DEFECTLIB_PROFILE``): ``full`` (default) writes records and
 checkpoints under ``results/``; ``smoke`` (set by CI) shrinks every run (see
 :data:`defectlib.config.SMOKE_OVERRIDES`) and writes only to a temporary
-directory.  ``$DEFECTLIB_RESULTS_DIR`` overrides the results folder in both.
+directory.  Runs on your own data (a ``folder`` dataset) write into
+``defectlib-results/`` inside that dataset's folder, never into the project.
+``$DEFECTLIB_RESULTS_DIR`` overrides the results folder in every case.
 """
 from __future__ import annotations
 
@@ -48,6 +50,21 @@ def results_dir(profile: str | None = None) -> Path:
     if (profile or current_profile()) == "smoke":
         return Path(tempfile.gettempdir()) / "defectlib-smoke"
     return project_root() / "results"
+
+
+OWN_RESULTS = "defectlib-results"
+
+
+def config_results_dir(cfg: dict) -> Path:
+    """Where a run of ``cfg`` keeps its records: :func:`results_dir`, except that a run on your own
+    data (``data.dataset: folder``) writes into ``<data.root>/defectlib-results`` (full profile,
+    no ``$DEFECTLIB_RESULTS_DIR``), so that nothing about your images lands in the project."""
+    data = cfg.get("data") or {}
+    profile = cfg.get("profile")
+    if data.get("dataset") == "folder" and data.get("root") and not os.environ.get(ENV_RESULTS) \
+            and (profile or current_profile()) == "full":
+        return Path(data["root"]).resolve() / OWN_RESULTS
+    return results_dir(profile)
 
 
 def assets_dir() -> Path | None:

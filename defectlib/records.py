@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .metrics import metric_value
-from .paths import project_root, results_dir
+from .paths import config_results_dir, project_root
 
 
 def metric(record: dict, split: str, key: str) -> float:
@@ -64,7 +64,7 @@ def run_convergence(record: dict) -> dict:
 
 def checkpoint_file(record: dict, results_root: Path | None = None) -> Path:
     """Where the run's checkpoint lies (it may be absent: checkpoints are not all committed)."""
-    root = Path(results_root or results_dir(record["config"].get("profile")))
+    root = Path(results_root or config_results_dir(record["config"]))
     return root / record["checkpoint"]["path"]
 
 

@@ -18,7 +18,7 @@ from .data import Sample, SegmentationDataset, describe_dataset, list_dataset, l
 from .download import find_dataset, sample_dataset
 from .errors import DatasetError
 from .models import encoder_normalization
-from .paths import current_profile, results_dir, write_json
+from .paths import config_results_dir, current_profile, write_json
 from .preprocess import Preprocessing
 from .splits import fold_split, load_split, make_random_folds, select, split_path
 from .transforms import build_augmentation
@@ -74,7 +74,7 @@ def split_data(cfg: dict, samples: list[Sample], root: Path | None = None) -> tu
                             f"(test, validation and training parts); add images, or write a splits.json "
                             f"with 3 or more folds (see the README)"], "Too few images")
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-    path = Path(root or results_dir(cfg.get("profile"))) / "splits" / f"{Path(cfg['data']['root']).name}-{digest}.json"
+    path = Path(root or config_results_dir(cfg)) / "splits" / f"{Path(cfg['data']['root']).name}-{digest}.json"
     if not path.is_file():
         write_json(path, {"dataset": str(cfg["data"]["root"]),
                           "method": "random image-level 5-fold partition (no split file in the folder)",

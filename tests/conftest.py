@@ -59,7 +59,7 @@ def fake_training(trained_run, monkeypatch):
     def train_run(cfg, fold=0, seed=None, progress=True, results_root=None, stop_after_epoch=None):
         seed = fold if seed is None else seed
         calls.append((cfg["name"], fold, seed))
-        root = Path(results_root or paths.results_dir(cfg.get("profile")))
+        root = Path(results_root or paths.config_results_dir(cfg))
         ckpt = experiments.checkpoint_path(cfg, fold, seed, root)
         models.save_checkpoint(ckpt, model, cfg, fold=fold, seed=seed, epoch=record0["best_epoch"])
         samples = run_data.dataset_samples(cfg, notify=False)

@@ -1,7 +1,9 @@
 import csv
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import write_crackforest_like
-from defectlib import inference
+from defectlib import inference, paths
 from defectlib.cli import main
 from defectlib.download import sample_dataset
 
@@ -295,3 +297,36 @@ def test_predictions_list_the_area_of_every_class_present(trained_run, tmp_path)
     assert set(fractions) == {classes[c] for c in np.unique(mask) if c}
     for name, value in fractions.items():
         assert float(value) == pytest.approx((mask == classes.index(name)).mean(), abs=1e-6)
+
+
+def test_own_data_runs_stay_beside_the_data_and_paths_print_absolute(tmp_path, monkeypatch, capsys, fake_training):
+    """Full profile, no DEFECTLIB_RESULTS_DIR: records, checkpoint and split go into the data folder."""
+    monkeypatch.delenv("DEFECTLIB_RESULTS_DIR", raising=False)
+    monkeypatch.setenv("DEFECTLIB_PROFILE", "full")
+    root = write_crackforest_like(tmp_path / "mine", n=6)
+    before = sorted(p.name for p in (paths.project_root() / "results" / "runs").iterdir())
+    assert main(["train", "--config", "configs/baseline.yaml", "--data", str(root), "--fold", "0"]) == 0
+    out = capsys.readouterr().out
+    own = (root / paths.OWN_RESULTS).resolve()
+    assert f"results: {own}" in out.splitlines()[0]
+    (record_path,) = (own / "runs").glob("baseline-*-fold0-seed0.json")
+    ckpt_line = next(line for line in out.splitlines() if line.startswith("checkpoint: "))
+    ckpt = Path(ckpt_line.removeprefix("checkpoint: "))
+    assert ckpt.is_absolute() and ckpt.is_file() and ckpt.parent == own / "checkpoints"
+    assert list((own / "splits").glob("mine-*.json"))
+    assert sorted(p.name for p in (paths.project_root() / "results" / "runs").iterdir()) == before
+
+
+def test_gitignore_lets_through_only_the_released_checkpoints():
+    if shutil.which("git") is None or not (paths.project_root() / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=paths.project_root()).returncode == 0
+
+    released = subprocess.run(["git", "ls-files", "results/checkpoints"], cwd=paths.project_root(),
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert released and not any(ignored(p) for p in released)
+    assert ignored("results/checkpoints/baseline-000000000000-fold0-seed0.pt")   # own data, same config name
+    assert ignored("results/checkpoints/final-long-000000000000-fold0-seed0.pt")
+    assert ignored("my_data/defectlib-results/runs/x.json")
