@@ -1,5 +1,9 @@
 """Inference speed and accuracy of a checkpoint on this CPU: PyTorch fp32 and bfloat16, ONNX Runtime fp32 and int8.
 
+int8 is static quantisation (QDQ, per-channel weights) calibrated on training
+images of the checkpoint's fold (``--calibration-images``), as
+``python -m defectlib export --int8`` makes it.
+
 For each engine: images/s of the network at the checkpoint's input size
 (256 px), batch 8, the median of interleaved repetitions (so that a slow
 moment of the machine hits every engine alike), its ratio to PyTorch fp32,
@@ -24,7 +28,7 @@ from defectlib import export, models, run_data, training
 from defectlib.paths import project_root
 from timing import interleaved_medians
 
-DEFAULT_CHECKPOINT = "results/checkpoints/baseline-619be3c1a607-fold0-seed0.pt"
+DEFAULT_CHECKPOINT = "results/checkpoints/final-long-c54d2f812675-fold0-seed0.pt"   # the released model
 DEFAULT_OUT = "benchmarks/results/infer_speed.json"
 
 
@@ -45,6 +49,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calibration-images", type=int, default=64)
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON results (default %(default)s)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,13 +60,14 @@ def main() -> None:
     classes = cfg["data"]["classes"]
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = export.export_onnx(checkpoint, Path(tmp) / "model.onnx")
-        int8_path = export.quantize_int8(fp32_path, Path(tmp) / "model-int8.onnx")
+        calibration = run_data.calibration_images(cfg, fold, args.calibration_images)
+        int8_path = export.quantize_int8(fp32_path, Path(tmp) / "model-int8.onnx", calibration)
         engines = {  # name: (module, precision, channels_last)
             "PyTorch fp32": (models.prepare(net, False), "fp32", False),
             "PyTorch bf16 + channels_last": (models.prepare(models.load_checkpoint(checkpoint)[0], True),
                                              "bf16", True),
             "ONNX Runtime fp32": (OnnxAsModule(export.OnnxModel(fp32_path, args.threads)), "fp32", False),
-            "ONNX Runtime int8 (dynamic)": (OnnxAsModule(export.OnnxModel(int8_path, args.threads)), "fp32", False),
+            "ONNX Runtime int8 (static)": (OnnxAsModule(export.OnnxModel(int8_path, args.threads)), "fp32", False),
         }
         test = run_data.make_dataset(cfg, run_data.fold_samples(cfg, fold)["test"], progress=True)
         batch = torch.stack([test[i]["image"] for i in range(min(args.batch, len(test)))])
@@ -85,6 +91,7 @@ def main() -> None:
         row["ratio"] = row["images_per_second"] / base
     result = {"checkpoint": str(args.checkpoint), "fold": fold, "test_images": len(test), "threads": args.threads,
               "batch": len(batch), "image_size": cfg["data"]["image_size"], "repeats": args.repeats,
+              "calibration_images": len(calibration),
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "rows": rows}
     print(f"threads {args.threads}, batch {len(batch)}, {cfg['data']['image_size']} px, median of {args.repeats} "
           f"interleaved batches; accuracy on the {len(test)} test images of fold {fold}")
