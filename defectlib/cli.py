@@ -167,29 +167,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx, quantize_int8
+    from .export import export_onnx
 
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"{out}: --out is a folder; give the .onnx file to write")
-    if args.int8:
-        from .config import resolve_config
-        from .models import load_checkpoint
-        from .run_data import calibration_images
-
-        meta: dict = {}
-        _, saved = load_checkpoint(args.checkpoint, meta)
-        cfg = resolve_config({k: v for k, v in saved.items() if k != "profile"}, saved.get("profile"),
-                             _data_overrides(args))
-        fold = int(meta.get("fold", 0))
-        images = calibration_images(cfg, fold, args.calibration_images)
-        fp32 = export_onnx(args.checkpoint, out.with_name(out.stem + "-fp32.onnx"))
-        quantize_int8(fp32, out, images)
-        print(f"wrote {fp32} and its int8 quantisation {out} (calibrated on {len(images)} training images "
-              f"of fold {fold})")
-    else:
-        export_onnx(args.checkpoint, out)
-        print(f"wrote {out}")
+    export_onnx(args.checkpoint, out)
+    print(f"wrote {out}")
     return EXIT_OK
 
 
@@ -282,11 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    "metadata. Run it with predict --backend onnxruntime.")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by train")
     p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--int8", action="store_true", help="also quantise (static int8, calibrated on training images of "
-                   "the checkpoint's fold): --out is the int8 model, <stem>-fp32.onnx beside it the float one")
-    p.add_argument("--calibration-images", type=int, default=64, metavar="N",
-                   help="with --int8: training images that set the activation ranges (default %(default)s)")
-    _add_data_options(p)
     p.set_defaults(func=_cmd_export)
     return parser
 

@@ -1,4 +1,4 @@
-"""ONNX export of a checkpoint, int8 quantisation, and an ONNX Runtime model with the same interface.
+"""ONNX export of a checkpoint, and an ONNX Runtime model with the same interface.
 
 Introduced in the book's "Deploying the model" page; used by
 ``python -m defectlib export`` and ``predict --backend onnxruntime``.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -80,60 +79,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     return out
 
 
-def quantize_int8(model_path: str | Path, out: str | Path, calibration: Iterable[np.ndarray]) -> Path:
-    """Static int8 quantisation of an exported model, calibrated on images the model trained on.
-
-    QDQ format (ONNX Runtime fuses each quantise/dequantise pair into an int8
-    kernel): int8 weights with one scale per output channel, uint8
-    activations whose ranges are the minimum and maximum seen on
-    ``calibration``, each a normalised batch ``(N, 3, H, W)`` float32 as the
-    model takes it.  The metadata of the source model is kept, with the
-    number of calibration images.  Written atomically.
-    """
-    import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    model_path, out = Path(model_path), Path(out)
-    meta = OnnxModel(model_path).metadata
-    batches = [np.ascontiguousarray(b, dtype=np.float32) for b in calibration]
-    if not batches:
-        raise ValueError(f"{out}: int8 calibration needs at least one image")
-
-    class Batches(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter(batches)
-
-        def get_next(self):
-            batch = next(self.items, None)
-            return None if batch is None else {"image": batch}
-
-    prepared = out.with_name(out.name + ".pre.tmp")
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        # graph optimisation before quantisation; the symbolic shape pass cannot follow the dynamic height and width
-        quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(tmp), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
-        proto = onnx.load(tmp)
-        _set_metadata(proto, {**meta, "quantization": "static int8, QDQ, per-channel weights, uint8 activations "
-                                                      "(onnxruntime.quantization.quantize_static, MinMax)",
-                              "calibration_images": int(sum(len(b) for b in batches))})
-        onnx.save(proto, tmp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-        prepared.unlink(missing_ok=True)
-    return out
-
-
 class OnnxModel:
     """An exported model in an ONNX Runtime session, with its preprocessing from the metadata.
 
     Args:
-        path: an ``.onnx`` file written by :func:`export_onnx` or :func:`quantize_int8`.
+        path: an ``.onnx`` file written by :func:`export_onnx`.
         threads: intra-op threads (default: all cores).
 
     Raises:

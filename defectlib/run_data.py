@@ -13,15 +13,13 @@ import hashlib
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .classes import CATEGORIES
 from .data import Sample, SegmentationDataset, describe_dataset, list_dataset, list_samples
 from .download import find_dataset, sample_dataset
 from .errors import DatasetError
 from .models import encoder_normalization
 from .paths import config_results_dir, current_profile, write_json
-from .preprocess import Preprocessing, pad_to_stride
+from .preprocess import Preprocessing
 from .splits import fold_split, load_split, make_random_folds, select, split_path
 from .transforms import build_augmentation
 
@@ -149,16 +147,6 @@ def make_dataset(cfg: dict, samples: list[Sample], train: bool = False, progress
         dataset.transform = build_augmentation(data["augment"], crop or data["image_size"], images=dataset.images,
                                                masks=dataset.masks)
     return dataset
-
-
-def calibration_images(cfg: dict, fold: int, count: int = 64) -> list:
-    """``count`` training images of run ``fold`` (evenly spaced over its training part), each a
-    normalised ``(1, 3, H, W)`` float32 array as the exported model takes it (int8 calibration)."""
-    train = part_samples(cfg, "train", fold)
-    chosen = train[:: max(1, len(train) // count)][:count]
-    dataset = make_dataset(cfg, chosen, progress=False)
-    return [np.ascontiguousarray(pad_to_stride(dataset[i]["image"][None]).numpy(), dtype=np.float32)
-            for i in range(len(dataset))]
 
 
 def report_samples(per_category_smoke: int = 8) -> list[Sample]:
