@@ -107,7 +107,7 @@ def test_readme_final_paragraph():
     assert f"adds {100 * inflation:.1f} points" in readme
     assert f"`results/{final[0]['checkpoint']['path']}`" in readme
     alarms = stats.false_alarms(pooled, "test")
-    assert f"{100 * alarms['image_rate']:.1f} % of the {alarms['images']} defect-free images" in readme
+    assert f"{100 * alarms['image_rate']:.1f} % of the {alarms['images']} images without a defect pixel" in readme
     intervals = stats.group_bootstrap(pooled, "test", ("miou", "defect_miou"), n_boot=1000)
     for key in ("miou", "defect_miou"):
         assert f"{100 * intervals[key][0]:.1f} to {100 * intervals[key][1]:.1f}" in readme, key
