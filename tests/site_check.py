@@ -45,6 +45,22 @@ def _local_target(page: Path, url: str) -> tuple[Path | None, str]:
     return target, parts.fragment
 
 
+def page_weight(root: Path, page: Path) -> int:
+    """Bytes a browser fetches from the site for ``page``: its HTML and the local images, scripts,
+    stylesheets and icons it loads, each file once."""
+    soup = BeautifulSoup(page.read_text(errors="replace"), "html.parser")
+    files = {page.resolve()}
+    for tag, attr in (("img", "src"), ("script", "src"), ("link", "href"), ("source", "src")):
+        for element in soup.find_all(tag):
+            rel = set(element.get("rel") or [])
+            if not element.get(attr) or (tag == "link" and not rel & {"stylesheet", "icon", "preload"}):
+                continue
+            target, _ = _local_target(page, element[attr])
+            if target is not None and target.is_file():
+                files.add(target.resolve())
+    return sum(f.stat().st_size for f in files)
+
+
 def static_problems(root: Path) -> list[str]:
     """Problems found by reading the HTML of every page."""
     root = Path(root).resolve()
@@ -147,12 +163,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("root", nargs="?", default="_build/html")
     parser.add_argument("--no-browser", action="store_true", help="only the static checks")
     parser.add_argument("--screenshots", default="_build/screenshots")
+    parser.add_argument("--weights", action="store_true", help="print every page's weight (HTML + local assets)")
+    parser.add_argument("--max-page-mb", type=float, help="a page heavier than this is a problem")
     args = parser.parse_args(argv)
     root = Path(args.root)
     if not pages(root):
         print(f"site check: no pages under {root}; build the book first", file=sys.stderr)
         return 1
     problems = static_problems(root)
+    for page in pages(root):
+        weight = page_weight(root, page) / 1e6
+        if args.weights:
+            print(f"{weight:6.2f} MB  {page.relative_to(root)}")
+        if args.max_page_mb is not None and weight > args.max_page_mb:
+            problems.append(f"{page.relative_to(root)}: {weight:.2f} MB, above the {args.max_page_mb:g} MB limit")
     if not args.no_browser:
         problems += browser_problems(root, Path(args.screenshots))
     for p in problems:

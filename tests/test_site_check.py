@@ -41,6 +41,17 @@ def test_static_checks_find_each_problem(tmp_path, extra, problem):
     assert any(problem in p for p in problems), problems
 
 
+def test_page_weight_counts_the_page_and_each_local_asset_once(tmp_path, capsys):
+    root = _site(tmp_path, '<img src="ok.png"><script src="big.js"></script><link rel="stylesheet" href="big.js">'
+                           '<script src="https://example.org/remote.js"></script>')
+    (root / "notebooks" / "big.js").write_bytes(b"x" * 2_000_000)
+    page = root / "notebooks" / "ch.html"
+    assert site_check.page_weight(root, page) == page.stat().st_size + len(PNG) + 2_000_000
+    assert site_check.main([str(root), "--no-browser", "--weights", "--max-page-mb", "1.5"]) == 1
+    out = capsys.readouterr().out
+    assert "2.00 MB  notebooks/ch.html" in out and "above the 1.5 MB limit" in out
+
+
 @pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")), reason="no Chromium here")
 def test_browser_check_fails_on_a_broken_image(tmp_path):
     root = _site(tmp_path, '<figure><img src="missing.png"><figcaption>x</figcaption></figure>')
