@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
-
-import numpy as np
 
 from defectlib import export, models, run_data, training
 from defectlib.paths import project_root

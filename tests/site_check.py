@@ -45,7 +45,7 @@ def _local_target(page: Path, url: str) -> tuple[Path | None, str]:
     return target, parts.fragment
 
 
-def page_weight(root: Path, page: Path) -> int:
+def page_weight(page: Path) -> int:
     """Bytes a browser fetches from the site for ``page``: its HTML and the local images, scripts,
     stylesheets and icons it loads, each file once."""
     soup = BeautifulSoup(page.read_text(errors="replace"), "html.parser")
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     problems = static_problems(root)
     for page in pages(root):
-        weight = page_weight(root, page) / 1e6
+        weight = page_weight(page) / 1e6
         if args.weights:
             print(f"{weight:6.2f} MB  {page.relative_to(root)}")
         if args.max_page_mb is not None and weight > args.max_page_mb:

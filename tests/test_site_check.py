@@ -46,7 +46,7 @@ def test_page_weight_counts_the_page_and_each_local_asset_once(tmp_path, capsys)
                            '<script src="https://example.org/remote.js"></script>')
     (root / "notebooks" / "big.js").write_bytes(b"x" * 2_000_000)
     page = root / "notebooks" / "ch.html"
-    assert site_check.page_weight(root, page) == page.stat().st_size + len(PNG) + 2_000_000
+    assert site_check.page_weight(page) == page.stat().st_size + len(PNG) + 2_000_000
     assert site_check.main([str(root), "--no-browser", "--weights", "--max-page-mb", "1.5"]) == 1
     out = capsys.readouterr().out
     assert "2.00 MB  notebooks/ch.html" in out and "above the 1.5 MB limit" in out
