@@ -28,7 +28,7 @@ book-build:
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 
 site-check:  ## every page parsed and opened in headless Chromium (needs chromium, chromium-driver)
-	$(PY) tests/site_check.py _build/html --screenshots _build/screenshots --weights
+	$(PY) tests/site_check.py _build/html --screenshots _build/screenshots --weights --max-page-mb 3
 
 unit: venv
 	$(PY) -m pytest -q --durations=15 tests

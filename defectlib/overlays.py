@@ -61,13 +61,17 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, classes: Se
                 cv2.drawContours(rgb, contours, -1, tuple(int(c) for c in color), outline)
     return rgb
 
-#: Colours of :func:`error_map`: defect pixel found, false alarm or wrong class, missed.
-ERROR_COLORS: dict[str, tuple[int, int, int]] = {"found": (40, 160, 60), "false": (220, 40, 40),
-                                                 "missed": (40, 90, 220)}
+#: Colours of :func:`error_map`, none of them a class colour: defect pixel found (black), false alarm or
+#: wrong class (magenta), missed (cyan).
+ERROR_COLORS: dict[str, tuple[int, int, int]] = {"found": (30, 30, 30), "false": (200, 0, 200),
+                                                 "missed": (0, 200, 220)}
+#: What each colour of :func:`error_map` means, for legends.
+ERROR_LABELS: dict[str, str] = {"found": "defect found", "false": "false alarm or wrong class",
+                                "missed": "defect missed"}
 
 def error_map(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """RGB map of a prediction's errors on white: defect found (green), predicted defect
-    that is background or another class (red), defect predicted as background (blue).
+    """RGB map of a prediction's errors on white, in :data:`ERROR_COLORS`: defect found, predicted
+    defect that is background or another class, defect predicted as background.
 
     Shape:
         - ``truth``, ``pred``: ``(H, W)`` class indices; output ``(H, W, 3)`` uint8.

@@ -66,6 +66,22 @@ def failure_table(kinds: pd.DataFrame) -> pd.DataFrame:
     table["images"] = table.sum(axis=1)
     return table
 
+def top_confusion(kinds: pd.DataFrame, show: int = 4) -> tuple[str, int, list[str]]:
+    """The most common confusion between defect types among :func:`failure_kinds`' **wrong class** images.
+
+    Returns its caption (``"Break called Fray, 12 images"``, or ``"none"``), how many images it has, and
+    the names of up to ``show`` of them, lowest IoU first: the images a figure of that confusion draws,
+    so that the caption names what is shown.
+    """
+    wrong = kinds[kinds["kind"] == "wrong class"]
+    if not len(wrong):
+        return "none", 0, []
+    pairs = wrong.groupby(["truth", "predicted"]).size().sort_values(ascending=False, kind="stable")
+    (truth, predicted), n = pairs.index[0], int(pairs.iloc[0])
+    chosen = wrong[(wrong["truth"] == truth) & (wrong["predicted"] == predicted)].sort_values("iou", kind="stable")
+    return f"{truth} called {predicted}, {n} images", n, list(chosen["name"].head(show))
+
+
 def disagreements(record_a: dict, record_b: dict, split: str = "test", top: int = 5) -> pd.DataFrame:
     """The images where two models' IoU of the true defect class differ most (``b - a``), both directions.
 

@@ -18,6 +18,7 @@ import pandas as pd
 from .metrics import paired_bootstrap_interval
 from .records import class_names, curve, metric
 from .stats import aligned_confusions, false_alarms, group_bootstrap, mean_std, pool_records, seed_means
+from .tables import mark_best
 
 
 #: Human labels of the metric keys.
@@ -142,22 +143,24 @@ def interval_table(records: Sequence[dict], split: str = "test", keys: Sequence[
 
 def arm_table(arms: dict[str, Sequence[dict]], keys: Sequence[tuple[str, str]] = (
         ("val", "miou"), ("val", "defect_miou"), ("test", "miou"), ("test", "defect_miou"))) -> pd.DataFrame:
-    """Per arm (rows): for each ``(split, metric)``, the per-fold values and their mean ± std, in percent."""
+    """Per arm (rows): for each ``(split, metric)``, the value of each fold (one column each) and their
+    mean ± std, in percent; the best validation mean of each metric is marked (:func:`tables.mark_best`)."""
     rows = {}
     for arm, records in arms.items():
-        ordered = sorted(records, key=lambda r: r["fold"])
         row = {}
         for split, key in keys:
+            ordered = sorted(records, key=lambda r: r["fold"])
             values = [metric(r, split, key) for r in ordered]
             mean, std = mean_std(values)
             label = f"{split} {LABELS.get(key, key)}"
-            row[(label, "folds " + " / ".join(str(r["fold"]) for r in ordered))] = " / ".join(pct(v) for v in values)
+            row.update({(label, f"fold {r['fold']}"): pct(v) for r, v in zip(ordered, values)})
             row[(label, "mean ± std")] = f"{pct(mean)} ± {pct(std)}"
         rows[arm] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     table.index.name = "arm"
-    return table
+    return mark_best(table, {column: "max" for column in table.columns
+                             if column[0].startswith("val ") and column[1] == "mean ± std"})
 
 
 def class_iou_table(arms: dict[str, Sequence[dict]], split: str = "test") -> pd.DataFrame:
@@ -298,6 +301,55 @@ def ladder_table(steps: dict[str, Sequence[dict]], split: str = "test", keys: Se
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "recipe"
     return table
+
+
+def ladder_summary(ladder: pd.DataFrame, steps: dict[str, Sequence[dict]], split: str = "test") -> pd.DataFrame:
+    """The ladder in one table, in percent: per rung (rows, in order) the out-of-fold mIoU and defect
+    mIoU with their 95 % intervals and fold mean ± std (from :func:`ladder_table`), and each defect
+    class's out-of-fold IoU."""
+    classes = class_names(next(iter(steps.values()))[0])
+    rows = {}
+    for name, records in steps.items():
+        pooled = pool_records(records, split)
+        row = {}
+        for key, label in (("miou", "mIoU"), ("defect_miou", "defect mIoU")):
+            r = ladder.loc[name]
+            row.update({label: pct(r[key]), f"{label} interval": _interval((r[f"{key} low"], r[f"{key} high"])),
+                        f"{label} per fold": f"{pct(r[f'{key} fold mean'])} ± {pct(r[f'{key} fold std'])}"})
+        row.update({f"IoU {c}": pct(pooled[split]["iou"][c]) for c in classes[1:]})
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("recipe")
+
+
+def per_class_table(records: Sequence[dict], splits: Sequence[str] = ("val", "test"),
+                    n_boot: int = 1000) -> pd.DataFrame:
+    """Out-of-fold IoU and Dice per class (rows), and mIoU and defect mIoU, for each split side by side.
+
+    Each split is pooled over ``records`` (:func:`pool_records`: with five folds, every image once) and
+    gets, per metric, its value and its 95 % region-group bootstrap interval, in percent. Validation is
+    where each run's checkpoint was chosen, so it reads high; test only reports.
+    """
+    classes = class_names(records[0])
+    rows = {c: {} for c in [*classes, "mIoU (6 classes)", "defect mIoU (5 classes)"]}
+    for split in splits:
+        pooled = pool_records(records, split)
+        keys = ("miou", "defect_miou", *(f"IoU {c}" for c in classes), *(f"Dice {c}" for c in classes))
+        interval = group_bootstrap(pooled, split, keys, n_boot)
+        name = "validation" if split == "val" else split
+        for c in classes:
+            rows[c].update({
+                f"{name} IoU": pct(pooled[split]["iou"][c]), f"{name} IoU interval": _interval(interval[f"IoU {c}"]),
+                f"{name} Dice": pct(pooled[split]["dice"][c]),
+                f"{name} Dice interval": _interval(interval[f"Dice {c}"])})
+        for key, label in (("miou", "mIoU (6 classes)"), ("defect_miou", "defect mIoU (5 classes)")):
+            rows[label].update({f"{name} IoU": pct(pooled[split][key]), f"{name} IoU interval": _interval(interval[key]),
+                                f"{name} Dice": "", f"{name} Dice interval": ""})
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    return table.rename_axis(f"out of fold, {pooled[split]['images']} images")
+
+
+def _interval(bounds: tuple[float, float]) -> str:
+    return f"[{pct(bounds[0])}, {pct(bounds[1])}]"
 
 
 def seed_table(records: Sequence[dict], split: str = "val", keys: Sequence[str] = ("miou", "defect_miou")) -> pd.DataFrame:

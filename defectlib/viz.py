@@ -9,12 +9,14 @@ from collections.abc import Sequence
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch, Rectangle
 import numpy as np
 import seaborn as sns
 
 from .classes import CLASSES
 from .metrics import class_iou_per_image, confusion_matrix
-from .overlays import CLASS_COLORS, FALLBACK_COLORS, FREE_COLOR, error_map, overlay
+from . import tables
+from .overlays import CLASS_COLORS, ERROR_COLORS, ERROR_LABELS, FALLBACK_COLORS, FREE_COLOR, error_map, overlay
 
 
 #: Font size (pt) of every text in a figure.  The book shows a figure up to 11 inches wide in a
@@ -23,10 +25,12 @@ FONT_PT = 14
 
 
 def setup() -> None:
-    """Matplotlib settings of the report: 150-dpi figures, text of at least 10 pt as displayed, light grid.
+    """The report's look: 150-dpi figures, text of at least 10 pt as displayed, light grid; and every
+    DataFrame a notebook displays drawn by :func:`defectlib.tables.to_html`.
 
     Figures should be at most 11 inches wide (see :data:`FONT_PT`).
     """
+    tables.register()
 
     mpl.rcParams.update({"figure.dpi": 150, "savefig.dpi": 150, "font.size": FONT_PT, "axes.titlesize": FONT_PT,
                          "axes.labelsize": FONT_PT, "xtick.labelsize": FONT_PT, "ytick.labelsize": FONT_PT,
@@ -201,24 +205,69 @@ def plot_ladder(ladder, keys: Sequence[str] = ("miou", "defect_miou"),
     return fig
 
 
+#: A defect covering less than this share of its image is shown zoomed (see :func:`zoom_box`).
+ZOOM_BELOW = 0.02
+
+
+def zoom_box(truth: np.ndarray, pred: np.ndarray | None = None, below: float = ZOOM_BELOW,
+             min_side: int = 64) -> tuple[int, int, int, int] | None:
+    """``(top, bottom, left, right)`` of a view around a small defect, or ``None`` when there is nothing
+    to zoom: the true defect covers at least ``below`` of the image, or no pixel is a defect.
+
+    The view is the bounding box of the true defect (of the predicted one on a defect-free image), grown
+    to twice its size and to at least ``min_side`` pixels, inside the image.
+    """
+    region = truth > 0
+    if not region.any() and pred is not None:
+        region = pred > 0
+    if not region.any() or (truth > 0).mean() >= below:
+        return None
+    rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    box = []
+    for first, last, size in ((rows[0], rows[-1], truth.shape[0]), (cols[0], cols[-1], truth.shape[1])):
+        side = min(size, max(min_side, 2 * (last - first + 1)))
+        start = int(np.clip((first + last + 1) // 2 - side // 2, 0, size - side))
+        box += [start, start + side]
+    return tuple(box)
+
+
+def _draw_box(ax, box: tuple[int, int, int, int]) -> None:
+    top, bottom, left, right = box
+    ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                                       edgecolor="white", linewidth=1.5, linestyle="--"))
+
+
+def add_error_legend(fig, y: float = 0.0) -> None:
+    """The one legend of :func:`defectlib.overlays.error_map`'s colours, below the figure's panels."""
+    handles = [Patch(facecolor=np.asarray(ERROR_COLORS[k]) / 255, edgecolor="0.5", label=ERROR_LABELS[k])
+               for k in ("found", "false", "missed")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, bbox_to_anchor=(0.5, y), frameon=False,
+               title="error map", fontsize=FONT_PT - 2, title_fontsize=FONT_PT - 2)
+
+
 def plot_cases(cases: Sequence[dict], classes: Sequence[str] = CLASSES, width: float = 11.0):
     """One row per case: the image, its truth, each prediction, and the error map of the first prediction.
 
     A case is ``{"title": str, "image": (H, W) uint8, "truth": (H, W), "predictions": {label: (H, W)}}``,
-    optionally with ``"box": (top, bottom, left, right)`` to zoom into. Each prediction is titled with
-    its IoU of the image's true defect class (its count of defect pixels on a defect-free image).
+    optionally with ``"box": (top, bottom, left, right)`` to zoom into; without one, a defect under
+    :data:`ZOOM_BELOW` of the image is zoomed (:func:`zoom_box`). A zoomed row shows the whole image with
+    the view marked, then the view. Each prediction is titled with its IoU of the image's true defect
+    class (its count of defect pixels on a defect-free image). The error map's legend is drawn once, below.
     """
 
     ncols = 3 + max(len(c["predictions"]) for c in cases)
     side = width / ncols
-    fig, axes = plt.subplots(len(cases), ncols, figsize=(width, side * len(cases) + 0.5), squeeze=False)
+    fig, axes = plt.subplots(len(cases), ncols, figsize=(width, side * len(cases) + 1.1), squeeze=False)
     for ax_row, case in zip(axes, cases):
         image, truth = case["image"], case["truth"].astype(np.uint8)
-        top, bottom, left, right = case.get("box", (0, image.shape[0], 0, image.shape[1]))
+        first = next(iter(case["predictions"].values())).astype(np.uint8)
+        box = case.get("box") or zoom_box(truth, first)
+        top, bottom, left, right = box or (0, image.shape[0], 0, image.shape[1])
         view = (slice(top, bottom), slice(left, right))
+        zoomed = " (zoomed)" if box else ""
         present = np.bincount(truth.ravel(), minlength=len(classes))[1:]
         true_class = 1 + int(present.argmax()) if present.sum() else 0
-        panels = [(image[view], case["title"]), (overlay(image, truth, outline=1, classes=classes)[view], "truth")]
+        panels = [(image, case["title"]), (overlay(image, truth, outline=1, classes=classes)[view], f"truth{zoomed}")]
         for label, pred in case["predictions"].items():
             pred = pred.astype(np.uint8)
             if true_class:
@@ -227,13 +276,43 @@ def plot_cases(cases: Sequence[dict], classes: Sequence[str] = CLASSES, width: f
             else:
                 note = f"{int((pred > 0).sum())} defect px"
             panels.append((overlay(image, pred, outline=1, classes=classes)[view], f"{label}: {note}"))
-        first = next(iter(case["predictions"].values())).astype(np.uint8)
-        panels.append((error_map(truth, first)[view], "errors"))
-        for ax, (panel, title) in zip(ax_row, panels):
+        panels.append((error_map(truth, first)[view], f"errors{zoomed}"))
+        for k, (ax, (panel, title)) in enumerate(zip(ax_row, panels)):
             ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=255)
             ax.set_title(title, fontsize=FONT_PT - 2)
             ax.axis("off")
+            if k == 0 and box:
+                _draw_box(ax, box)
         for ax in ax_row[len(panels):]:
             ax.axis("off")
+    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
+    add_error_legend(fig)
+    return fig
+
+
+def plot_class_strip(columns: Sequence[dict], classes: Sequence[str] = CLASSES, width: float = 11.0):
+    """One column per case, three rows: the image, its truth and the prediction.
+
+    A column is ``{"title": str, "image": (H, W) uint8, "truth": (H, W), "pred": (H, W)}``. A defect
+    under :data:`ZOOM_BELOW` of its image is zoomed (:func:`zoom_box`): the image row marks the view, the
+    truth and prediction rows show it, so that a blowhole of a few pixels stays visible.
+    """
+
+    fig, axes = plt.subplots(3, len(columns), figsize=(width, 0.62 * width), squeeze=False)
+    for k, column in enumerate(columns):
+        image, truth, pred = column["image"], column["truth"].astype(np.uint8), column["pred"].astype(np.uint8)
+        box = zoom_box(truth, pred)
+        top, bottom, left, right = box or (0, image.shape[0], 0, image.shape[1])
+        view = (slice(top, bottom), slice(left, right))
+        zoomed = " (zoomed)" if box else ""
+        panels = [(image, column["title"]), (overlay(image, truth, outline=1, classes=classes)[view], f"truth{zoomed}"),
+                  (overlay(image, pred, outline=1, classes=classes)[view], f"prediction{zoomed}")]
+        for row, (panel, title) in enumerate(panels):
+            ax = axes[row, k]
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=255)
+            ax.set_title(title, fontsize=FONT_PT - 2)
+            ax.axis("off")
+            if row == 0 and box:
+                _draw_box(ax, box)
     fig.tight_layout()
     return fig

@@ -16,6 +16,7 @@ Prints one line per problem and exits 1 if there is any.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,17 @@ from bs4 import BeautifulSoup
 RAW_REPRS = ("<IPython.core.display", "Styler at 0x", "<Figure size", "Traceback (most recent call last)")
 SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static", "_panels_static"}
 WIDTHS = (1400, 390)
+#: url(...) in a stylesheet (a font, an image), except inline data
+CSS_URL = re.compile(r"""url\(\s*["']?(?!data:)([^"')]+)["']?\s*\)""")
+FONT_FACE = re.compile(r"@font-face\s*{[^}]*}")
+
+
+def stylesheet_urls(css: str) -> list[str]:
+    """The local files a stylesheet makes a browser fetch: of each font face only its first source (the
+    preferred format; the rest are fallbacks), and every other url()."""
+    faces = FONT_FACE.findall(css)
+    first_sources = [urls[0] for urls in (CSS_URL.findall(face) for face in faces) if urls]
+    return first_sources + CSS_URL.findall(FONT_FACE.sub("", css))
 
 
 def pages(root: Path) -> list[Path]:
@@ -46,8 +58,8 @@ def _local_target(page: Path, url: str) -> tuple[Path | None, str]:
 
 
 def page_weight(page: Path) -> int:
-    """Bytes a browser fetches from the site for ``page``: its HTML and the local images, scripts,
-    stylesheets and icons it loads, each file once."""
+    """Bytes a browser fetches from the site for ``page``: its HTML, the local images, scripts,
+    stylesheets and icons it loads, and the local files (fonts) those stylesheets name, each file once."""
     soup = BeautifulSoup(page.read_text(errors="replace"), "html.parser")
     files = {page.resolve()}
     for tag, attr in (("img", "src"), ("script", "src"), ("link", "href"), ("source", "src")):
@@ -56,6 +68,11 @@ def page_weight(page: Path) -> int:
             if not element.get(attr) or (tag == "link" and not rel & {"stylesheet", "icon", "preload"}):
                 continue
             target, _ = _local_target(page, element[attr])
+            if target is not None and target.is_file():
+                files.add(target.resolve())
+    for sheet in [f for f in files if f.suffix == ".css"]:
+        for url in stylesheet_urls(sheet.read_text(errors="replace")):
+            target, _ = _local_target(sheet, url)
             if target is not None and target.is_file():
                 files.add(target.resolve())
     return sum(f.stat().st_size for f in files)

@@ -13,7 +13,7 @@ from defectlib.paths import project_root
 PACKAGE = project_root() / "defectlib"
 #: Imports allowed inside functions: the command line defers its machinery so that --help is instant,
 #: and genuinely optional dependencies load only where they are used.
-DEFERRED_OK = {"cli": None, "export": {"onnx", "onnxruntime"}, "viz": {"myst_nb", "IPython"}}
+DEFERRED_OK = {"cli": None, "export": {"onnx", "onnxruntime"}, "viz": {"myst_nb", "IPython"}, "tables": {"IPython"}}
 
 
 def _imports(module: str) -> tuple[set[str], list[tuple[str, int]]]:

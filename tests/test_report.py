@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from defectlib import qualitative, report, selection, stats
+from defectlib import qualitative, report, selection, stats, tables
 
 
 def _record(fold, val_miou, val_dmiou, test_miou=0.3, per_image=None):
@@ -89,10 +89,15 @@ def test_paired_intervals_align_images_by_name_and_bracket_the_difference(tmp_pa
 
 
 def test_arm_table_and_cost_summary_show_every_fold(tmp_path):
-    arms = {"x": [_record(1, 0.5, 0.2, test_miou=0.4), _record(0, 0.3, 0.1, test_miou=0.2)]}
+    arms = {"x": [_record(1, 0.5, 0.2, test_miou=0.4), _record(0, 0.3, 0.1, test_miou=0.2)],
+            "y": [_record(1, 0.6, 0.2, test_miou=0.1), _record(0, 0.4, 0.1, test_miou=0.1)]}
     table = report.arm_table(arms, keys=(("val", "miou"), ("test", "miou")))
-    assert table.loc["x", ("val mIoU (6 classes)", "folds 0 / 1")] == "30.0 / 50.0"
+    assert table.loc["x", ("val mIoU (6 classes)", "fold 0")] == "30.0"           # one column per fold
+    assert table.loc["x", ("val mIoU (6 classes)", "fold 1")] == "50.0"
     assert table.loc["x", ("test mIoU (6 classes)", "mean ± std")] == "30.0 ± 14.1"
+    assert table.attrs["best"] == {("val mIoU (6 classes)", "mean ± std"): "max"}   # validation decides
+    html = tables.to_html(table)
+    assert '>50.0 ± 14.1</td>' in html and "best" in html.split(">50.0 ± 14.1<")[0].rsplit("<td", 1)[1]
     split_file = tmp_path / "split.json"
     split_file.write_text('{"folds": {"0": []}}')
     free = [[90, 10, 0, 0], [100, 0, 0, 0]]
@@ -129,6 +134,20 @@ def _table(names, scores, defect):
     # 2 classes; an image with a defect has 10 true defect pixels, all found
     return {"names": names, "scores": scores,
             "confusion": [[90, 0, 0, 10] if d else [100, 0, 0, 0] for d in defect]}
+
+
+def test_per_class_table_puts_validation_beside_test():
+    records = []
+    for fold, (val_name, test_name) in enumerate((("v0", "t0"), ("v1", "t1"))):
+        r = _record(fold, 0.4, 0.1, per_image=_table([test_name], [0.9], [True]))
+        r["per_image"]["val"] = {"names": [val_name], "scores": [0.9], "confusion": [[90, 0, 10, 0]]}  # all missed
+        r["split_file"] = "data/splits/magnetic_tile.json"
+        records.append(r)
+    table = report.per_class_table(records, n_boot=20)
+    assert list(table.index) == ["background", "A", "mIoU (6 classes)", "defect mIoU (5 classes)"]
+    assert table.loc["A", "validation IoU"] == "0.0" and table.loc["A", "test IoU"] == "100.0"
+    assert table.loc["A", "test Dice"] == "100.0" and table.loc["A", "test IoU interval"] == "[100.0, 100.0]"
+    assert table.index.name == "out of fold, 2 images"
 
 
 def test_pool_records_joins_folds_and_refuses_an_image_twice():
@@ -198,6 +217,20 @@ def test_failure_kinds_name_each_outcome():
     assert table.loc["A", "images"] == 4 and table.loc["Free", "false alarm"] == 1
 
 
+def test_top_confusion_names_the_images_it_returns():
+    import pandas as pd
+    kinds = pd.DataFrame([
+        {"name": "a1", "truth": "Blowhole", "kind": "wrong class", "iou": 0.0, "predicted": "Crack"},
+        {"name": "b1", "truth": "Break", "kind": "wrong class", "iou": 0.2, "predicted": "Fray"},
+        {"name": "b2", "truth": "Break", "kind": "wrong class", "iou": 0.1, "predicted": "Fray"},
+        {"name": "b3", "truth": "Break", "kind": "found", "iou": 0.9, "predicted": "Break"},
+    ])
+    caption, n, names = qualitative.top_confusion(kinds)
+    assert caption == "Break called Fray, 2 images" and n == 2
+    assert names == ["b2", "b1"]                   # every image drawn is of the confusion the caption names
+    assert qualitative.top_confusion(kinds[kinds["kind"] == "found"]) == ("none", 0, [])
+
+
 def test_disagreements_rank_both_directions():
     good = [100, 0, 0, 0, 20, 0, 0, 0, 0]
     bad = [100, 0, 0, 20, 0, 0, 0, 0, 0]
@@ -227,6 +260,10 @@ def test_ladder_table_pools_each_recipe_and_checks_folds():
     assert ladder.loc["base", "defect_miou low"] <= 0.5 <= ladder.loc["base", "defect_miou high"]
     with pytest.raises(ValueError, match="different folds"):
         report.ladder_table({"a": recs((True, True)), "b": recs((True, True))[:1]})
+    steps = {"base": recs((True, False)), "better": recs((True, True))}
+    summary = report.ladder_summary(report.ladder_table(steps, n_boot=50), steps)
+    assert list(summary.index) == ["base", "better"] and summary.loc["base", "IoU A"] == "50.0"
+    assert summary.loc["better", "defect mIoU"] == "100.0" and summary.loc["base", "mIoU per fold"] == "70.0 ± 35.4"
 
 
 def test_thin_structure_sees_a_thicker_and_broken_prediction():

@@ -52,6 +52,20 @@ def test_page_weight_counts_the_page_and_each_local_asset_once(tmp_path, capsys)
     assert "2.00 MB  notebooks/ch.html" in out and "above the 1.5 MB limit" in out
 
 
+def test_page_weight_counts_the_preferred_font_a_local_stylesheet_names(tmp_path):
+    root = _site(tmp_path, '<link rel="stylesheet" href="../_static/icons.css">')
+    static = root / "_static"
+    (static / "fonts").mkdir(parents=True)
+    (static / "fonts" / "solid.woff2").write_bytes(b"f" * 1000)
+    (static / "fonts" / "solid.ttf").write_bytes(b"t" * 5000)   # a fallback format: not fetched
+    (static / "icons.css").write_text('@font-face { src: url("fonts/solid.woff2") format("woff2"),'
+                                      ' url(fonts/solid.ttf) format("truetype"); }\n'
+                                      '.a { background: url("data:image/svg+xml;x"); }')
+    page = root / "notebooks" / "ch.html"
+    assert site_check.page_weight(page) == (page.stat().st_size + len(PNG) + 1000
+                                            + (static / "icons.css").stat().st_size)
+
+
 @pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")), reason="no Chromium here")
 def test_browser_check_fails_on_a_broken_image(tmp_path):
     root = _site(tmp_path, '<figure><img src="missing.png"><figcaption>x</figcaption></figure>')

@@ -67,6 +67,50 @@ def test_plot_cases_titles_each_prediction_with_its_iou_and_zooms():
         {"title": "free", "image": image, "truth": free, "predictions": {"final": half}},
     ])
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[:5] == ["crack", "truth", "final: IoU 50 %", "baseline: IoU 0 %", "errors"]
-    assert titles[5:8] == ["free", "truth", "final: 50 defect px"]
-    assert fig.axes[0].images[0].get_array().shape == (20, 20)   # zoomed to the box
+    assert titles[:5] == ["crack", "truth (zoomed)", "final: IoU 50 %", "baseline: IoU 0 %", "errors (zoomed)"]
+    assert titles[5:8] == ["free", "truth (zoomed)", "final: 50 defect px"]     # zoomed on the false alarm
+    assert fig.axes[0].images[0].get_array().shape == (40, 60)   # the whole image, the view marked on it
+    assert fig.axes[1].images[0].get_array().shape[:2] == (20, 20)   # zoomed to the box
+
+
+def test_error_map_colours_are_no_class_colour_and_are_told_apart():
+    errors = set(overlays.ERROR_COLORS.values())
+    assert len(errors) == 3
+    assert not errors & set(overlays.CLASS_COLORS.values()) and not errors & set(overlays.FALLBACK_COLORS)
+
+
+def test_zoom_box_frames_a_small_defect_and_leaves_a_large_one():
+    truth = np.zeros((200, 300), np.uint8)
+    truth[100:104, 50:54] = 1                                        # 16 px: 0.03 % of the image
+    top, bottom, left, right = viz.zoom_box(truth)
+    assert (bottom - top, right - left) == (64, 64) and top <= 100 and bottom >= 104 and left <= 50 and right >= 54
+    truth[:, :100] = 5                                               # a third of the image
+    assert viz.zoom_box(truth) is None
+    free = np.zeros((200, 300), np.uint8)
+    assert viz.zoom_box(free) is None
+    alarm = free.copy()
+    alarm[0:3, 290:300] = 2                                          # a false alarm on a defect-free image
+    top, bottom, left, right = viz.zoom_box(free, alarm)
+    assert top == 0 and right == 300 and bottom - top == 64
+
+
+def test_case_and_strip_plots_zoom_small_defects_and_draw_one_error_legend():
+    import matplotlib
+    matplotlib.use("Agg")
+
+    image = np.full((120, 160), 90, np.uint8)
+    small, large = np.zeros((120, 160), np.uint8), np.zeros((120, 160), np.uint8)
+    small[60:63, 80:83] = 1
+    large[:, :80] = 5
+    cases = [{"title": t, "image": image, "truth": m, "predictions": {"final": m}} for t, m in
+             (("small", small), ("large", large))]
+    fig = viz.plot_cases(cases)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1] == "truth (zoomed)" and titles[5] == "truth"
+    assert fig.axes[0].patches and not fig.axes[4].patches               # the view is marked on the small one only
+    assert fig.axes[1].images[0].get_array().shape[:2] == (64, 64)
+    assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == list(
+        overlays.ERROR_LABELS.values())
+    strip = viz.plot_class_strip([{"title": "Blowhole", "image": image, "truth": small, "pred": small},
+                                  {"title": "Uneven", "image": image, "truth": large, "pred": large}])
+    assert [ax.get_title() for ax in strip.axes[:3]] == ["Blowhole", "Uneven", "truth (zoomed)"]
