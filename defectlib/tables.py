@@ -60,8 +60,14 @@ def _clean(text: str) -> str:
 def to_html(table: pd.DataFrame) -> str:
     """The report's HTML for ``table`` (see the module docstring)."""
     best = table.attrs.get("best", {})
-    if isinstance(table.index, pd.MultiIndex) or (table.index.name is None and _is_range(table.index)):
-        shown = table.reset_index(drop=not isinstance(table.index, pd.MultiIndex))
+    if not table.columns.is_unique:   # cells cannot be told apart by column: drawn plainly
+        return table.to_html(classes="dataframe report-table", na_rep="")
+    if (isinstance(table.index, pd.MultiIndex) or not table.index.is_unique
+            or (table.index.name is None and _is_range(table.index))):
+        unnamed_range = table.index.name is None and _is_range(table.index)
+        shown = table.reset_index(drop=unnamed_range)
+        if not unnamed_range and table.index.name is None and not isinstance(table.index, pd.MultiIndex):
+            shown = shown.rename(columns={"index": ""})
         keep_index = False
     else:
         shown, keep_index = table, True
@@ -76,8 +82,8 @@ def to_html(table: pd.DataFrame) -> str:
                 classes.loc[numbers == target, column] = classes.loc[numbers == target, column] + " best"
     corner = table.index.name if keep_index else None
     text.index.name = None
-    if corner is not None and not isinstance(text.columns, pd.MultiIndex):
-        text.columns.name = str(corner)
+    if corner is not None:   # the index name goes into the header's corner, not a row of its own
+        text.columns = text.columns.set_names([str(corner)] + [None] * (text.columns.nlevels - 1))
     styler = text.style.set_td_classes(classes).set_table_attributes('class="dataframe report-table"')
     if not keep_index:
         styler = styler.hide(axis="index")

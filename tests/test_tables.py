@@ -42,3 +42,14 @@ def test_a_multiindex_becomes_columns_and_a_range_index_is_hidden():
     assert not soup.find("tbody").find_all("th")
     soup, _ = _cells(tables.to_html(pd.DataFrame({"x": [1, 2]})))
     assert [th.get_text() for th in soup.find("thead").find_all("th")] == ["x"]
+
+
+def test_repeated_row_labels_and_two_header_levels_keep_every_label():
+    table = pd.DataFrame({"x": [1.5, 2.5]}, index=["a", "a"])
+    soup, cells = _cells(tables.to_html(table))
+    assert ("a", ("text",)) in cells and ("1.5", ("num",)) in cells
+    wide = pd.DataFrame([[1.25, 2.0]], index=pd.Index(["arm1"], name="arm"),
+                        columns=pd.MultiIndex.from_tuples([("val", "fold 0"), ("val", "mean")]))
+    soup, _ = _cells(tables.to_html(wide))
+    rows = soup.find("thead").find_all("tr")
+    assert len(rows) == 2 and rows[0].find("th").get_text() == "arm"   # the corner, no index-name row
