@@ -2,7 +2,7 @@
 
 Measured in one process on this machine, on fold 0 of the corrected folds:
 decoding the training and validation images, the seconds of one training
-step (batch 8: a 256 px squashed image each, or a 256 or 128 px native crop each,
+step (batch 8: a 256 px squashed image each, or a 256, 192 or 128 px native crop each,
 through the same sampler, augmentation, loss and optimizer as a run) as the
 median of interleaved blocks, and one pass over the whole validation fold.
 From these it prints each run's wall time as its budget implies (steps x step
@@ -27,6 +27,7 @@ from timing import interleaved_medians
 RECIPES = {  # name: (config, overrides)
     "square 256 px, 30 epochs": ("configs/loss_winner.yaml", {"data.split": "regions"}),
     "native 256 px crops, 4000 steps": ("configs/native_4000.yaml", {}),
+    "native 192 px crops, 4000 steps": ("configs/native_c192.yaml", {}),
     "native 128 px crops, 4000 steps": ("configs/native_c128.yaml", {}),
 }
 SQUARE = "square 256 px, 30 epochs"
