@@ -41,6 +41,11 @@ def pct(value: float) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"
 
 
+def interval_text(bounds: tuple[float, float]) -> str:
+    """A 95 % interval of two shares as ``[low, high]`` in percent with one decimal."""
+    return f"[{pct(bounds[0])}, {pct(bounds[1])}]"
+
+
 def fold_table(records: Sequence[dict], split: str, keys: Sequence[str] | None = None) -> pd.DataFrame:
     """Metrics (rows) per fold, with mean ± std, in percent; ready to display.
 
@@ -136,8 +141,8 @@ def interval_table(records: Sequence[dict], split: str = "test", keys: Sequence[
         image = group_bootstrap(r, split, keys, n_boot, by="image")
         for key in keys:
             rows.append({"fold": r["fold"], "metric": LABELS.get(key, key), "value": pct(metric(r, split, key)),
-                         "95 % interval, region bootstrap": f"[{pct(region[key][0])}, {pct(region[key][1])}]",
-                         "95 % interval, image bootstrap": f"[{pct(image[key][0])}, {pct(image[key][1])}]"})
+                         "95 % interval, region bootstrap": interval_text(region[key]),
+                         "95 % interval, image bootstrap": interval_text(image[key])})
     return pd.DataFrame(rows).set_index(["fold", "metric"])
 
 
@@ -147,9 +152,9 @@ def arm_table(arms: dict[str, Sequence[dict]], keys: Sequence[tuple[str, str]] =
     mean ± std, in percent; the best validation mean of each metric is marked (:func:`tables.mark_best`)."""
     rows = {}
     for arm, records in arms.items():
+        ordered = sorted(records, key=lambda r: r["fold"])
         row = {}
         for split, key in keys:
-            ordered = sorted(records, key=lambda r: r["fold"])
             values = [metric(r, split, key) for r in ordered]
             mean, std = mean_std(values)
             label = f"{split} {LABELS.get(key, key)}"
@@ -314,7 +319,7 @@ def ladder_summary(ladder: pd.DataFrame, steps: dict[str, Sequence[dict]], split
         row = {}
         for key, label in (("miou", "mIoU"), ("defect_miou", "defect mIoU")):
             r = ladder.loc[name]
-            row.update({label: pct(r[key]), f"{label} interval": _interval((r[f"{key} low"], r[f"{key} high"])),
+            row.update({label: pct(r[key]), f"{label} interval": interval_text((r[f"{key} low"], r[f"{key} high"])),
                         f"{label} per fold": f"{pct(r[f'{key} fold mean'])} ± {pct(r[f'{key} fold std'])}"})
         row.update({f"IoU {c}": pct(pooled[split]["iou"][c]) for c in classes[1:]})
         rows[name] = row
@@ -338,18 +343,14 @@ def per_class_table(records: Sequence[dict], splits: Sequence[str] = ("val", "te
         name = "validation" if split == "val" else split
         for c in classes:
             rows[c].update({
-                f"{name} IoU": pct(pooled[split]["iou"][c]), f"{name} IoU interval": _interval(interval[f"IoU {c}"]),
+                f"{name} IoU": pct(pooled[split]["iou"][c]), f"{name} IoU interval": interval_text(interval[f"IoU {c}"]),
                 f"{name} Dice": pct(pooled[split]["dice"][c]),
-                f"{name} Dice interval": _interval(interval[f"Dice {c}"])})
+                f"{name} Dice interval": interval_text(interval[f"Dice {c}"])})
         for key, label in (("miou", "mIoU (6 classes)"), ("defect_miou", "defect mIoU (5 classes)")):
-            rows[label].update({f"{name} IoU": pct(pooled[split][key]), f"{name} IoU interval": _interval(interval[key]),
+            rows[label].update({f"{name} IoU": pct(pooled[split][key]), f"{name} IoU interval": interval_text(interval[key]),
                                 f"{name} Dice": "", f"{name} Dice interval": ""})
     table = pd.DataFrame.from_dict(rows, orient="index")
     return table.rename_axis(f"out of fold, {pooled[split]['images']} images")
-
-
-def _interval(bounds: tuple[float, float]) -> str:
-    return f"[{pct(bounds[0])}, {pct(bounds[1])}]"
 
 
 def seed_table(records: Sequence[dict], split: str = "val", keys: Sequence[str] = ("miou", "defect_miou")) -> pd.DataFrame:

@@ -236,6 +236,12 @@ def zoom_box(truth: np.ndarray, pred: np.ndarray | None = None, below: float = Z
     return tuple(box)
 
 
+def _view(image: np.ndarray, box: tuple[int, int, int, int] | None) -> tuple[tuple[slice, slice], str]:
+    """The slices of ``box`` (the whole image when ``None``) and the suffix its panel titles get."""
+    top, bottom, left, right = box or (0, image.shape[0], 0, image.shape[1])
+    return (slice(top, bottom), slice(left, right)), " (zoomed)" if box else ""
+
+
 def _draw_box(ax, box: tuple[int, int, int, int]) -> None:
     top, bottom, left, right = box
     ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
@@ -267,9 +273,7 @@ def plot_cases(cases: Sequence[dict], classes: Sequence[str] = CLASSES, width: f
         image, truth = case["image"], case["truth"].astype(np.uint8)
         first = next(iter(case["predictions"].values())).astype(np.uint8)
         box = case.get("box") or zoom_box(truth, first)
-        top, bottom, left, right = box or (0, image.shape[0], 0, image.shape[1])
-        view = (slice(top, bottom), slice(left, right))
-        zoomed = " (zoomed)" if box else ""
+        view, zoomed = _view(image, box)
         present = np.bincount(truth.ravel(), minlength=len(classes))[1:]
         true_class = 1 + int(present.argmax()) if present.sum() else 0
         panels = [(image, case["title"]), (overlay(image, truth, outline=1, classes=classes)[view], f"truth{zoomed}")]
@@ -307,9 +311,7 @@ def plot_class_strip(columns: Sequence[dict], classes: Sequence[str] = CLASSES, 
     for k, column in enumerate(columns):
         image, truth, pred = column["image"], column["truth"].astype(np.uint8), column["pred"].astype(np.uint8)
         box = zoom_box(truth, pred)
-        top, bottom, left, right = box or (0, image.shape[0], 0, image.shape[1])
-        view = (slice(top, bottom), slice(left, right))
-        zoomed = " (zoomed)" if box else ""
+        view, zoomed = _view(image, box)
         panels = [(image, column["title"]), (overlay(image, truth, outline=1, classes=classes)[view], f"truth{zoomed}"),
                   (overlay(image, pred, outline=1, classes=classes)[view], f"prediction{zoomed}")]
         for row, (panel, title) in enumerate(panels):
