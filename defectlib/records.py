@@ -43,6 +43,10 @@ def convergence(history: list[dict], best_epoch: int | None = None) -> dict:
         ``last_fifth_gain``: mean validation mIoU over the last fifth of the
         schedule minus its mean over the fifth before (a smoothed slope; near 0
         when the curve has flattened, positive while it still rises);
+        ``best_gain_last_fifth``: the best validation mIoU of the whole run minus
+        the best before its last fifth (what the last fifth added to the
+        checkpoint a run keeps; 0 when no evaluation of the last fifth beat the
+        best before it, however the evaluations scatter below it);
         ``best_at``: where the best validation mIoU fell, as a fraction of the
         schedule (1.0: the last evaluation); ``best_step``: its optimizer step
         (None in histories without steps); ``evaluations``: how many there were.
@@ -53,13 +57,16 @@ def convergence(history: list[dict], best_epoch: int | None = None) -> dict:
     last, before = values[n - fifth:], values[max(0, n - 2 * fifth):n - fifth] or values[:1]
     best = best_epoch if best_epoch is not None else 1 + max(range(n), key=values.__getitem__)
     step = history[best - 1].get("step") if n else None
-    return {"last_fifth_gain": sum(last) / len(last) - sum(before) / len(before), "best_at": best / n,
+    best_before = max(values[:n - fifth] or values[:1])
+    return {"last_fifth_gain": sum(last) / len(last) - sum(before) / len(before),
+            "best_gain_last_fifth": max(values) - best_before, "best_at": best / n,
             "best_step": step, "evaluations": n}
 
 
 def run_convergence(record: dict) -> dict:
-    """:func:`convergence` of a record: stored in records from version 0.3, computed for older ones."""
-    return record.get("convergence") or convergence(record["history"], record.get("best_epoch"))
+    """:func:`convergence` of a record: stored in records from version 0.3; a statistic a record
+    predates is computed from its history."""
+    return {**convergence(record["history"], record.get("best_epoch")), **(record.get("convergence") or {})}
 
 
 def checkpoint_file(record: dict, results_root: Path | None = None) -> Path:

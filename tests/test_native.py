@@ -158,9 +158,18 @@ def test_convergence_statistic_on_a_hand_made_history():
     history = [{"val_miou": v, "step": 100 * (k + 1)} for k, v in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.62, 0.61, 0.6, 0.62])]
     stats = records.convergence(history)
     assert stats["last_fifth_gain"] == pytest.approx((0.6 + 0.62) / 2 - (0.62 + 0.61) / 2)
+    assert stats["best_gain_last_fifth"] == pytest.approx(0.0)    # 0.62 at step 700, equalled, not beaten
     assert stats["best_at"] == pytest.approx(0.7) and stats["best_step"] == 700 and stats["evaluations"] == 10
     rising = records.convergence([{"val_miou": v} for v in np.linspace(0, 1, 10)])
     assert rising["last_fifth_gain"] == pytest.approx(2 / 9) and rising["best_at"] == 1.0 and rising["best_step"] is None
+    assert rising["best_gain_last_fifth"] == pytest.approx(2 / 9)
+
+
+def test_a_record_that_predates_a_statistic_gets_it_from_its_history():
+    history = [{"val_miou": v} for v in (0.1, 0.3, 0.2, 0.5, 0.4)]
+    old = {"history": history, "best_epoch": 4, "convergence": {"last_fifth_gain": -0.1, "best_at": 0.8}}
+    stats = records.run_convergence(old)
+    assert stats["last_fifth_gain"] == -0.1 and stats["best_gain_last_fifth"] == pytest.approx(0.0)
 
 
 def test_a_native_run_trains_validates_and_records_its_budget(native_run):
@@ -225,3 +234,19 @@ def test_the_budget_rule_keeps_a_budget_only_when_every_run_has_flattened():
     assert not verdict["kept"] and verdict["next_steps"] == 4000 and verdict["not_converged"] == ["b"]
     with pytest.raises(ValueError, match="one step budget"):
         selection.budget_verdict([flat, _run("c", [0.1, 0.2], steps=1000)])
+
+
+def test_the_budget_rule_reads_the_best_so_far_not_the_scatter_below_it():
+    from defectlib import selection
+
+    # a plateau from mid-schedule whose last two evaluations happen to sit above the two before
+    # (chapter 6's 192 px fold 1 curve): the last fifth set no new best
+    plateau = _run("p", [0.213, 0.286, 0.336, 0.336, 0.387, 0.350, 0.380, 0.358, 0.385, 0.378], steps=4000)
+    assert records.run_convergence(plateau)["last_fifth_gain"] > selection.CONVERGED_GAIN
+    assert selection.converged(plateau)
+    # a curve that sets a new best by more than the tolerance in its last fifth is still rising
+    late = _run("l", [0.2, 0.3, 0.4, 0.45, 0.46, 0.46, 0.47, 0.47, 0.46, 0.49], steps=4000)
+    assert records.run_convergence(late)["best_gain_last_fifth"] == pytest.approx(0.02)
+    assert not selection.converged(late)
+    assert selection.budget_verdict([plateau, plateau])["kept"]
+    assert selection.budget_verdict([plateau, late])["not_converged"] == ["l"]
