@@ -65,7 +65,7 @@ def _later(default: Any, **meta) -> Any:
 class ModelConfig:
     """Architecture and encoder (see :mod:`defectlib.models`)."""
 
-    architecture: str = field(default="unet", metadata=_choice("unet", "fpn", "deeplabv3plus"))
+    architecture: str = field(default="unet", metadata=_choice("unet", "unetplusplus", "fpn", "deeplabv3plus"))
     encoder: str = "tf_efficientnet_lite0"
     pretrained: bool = True
     decoder_channels: list[int] | None = field(default_factory=lambda: [128, 64, 32, 16, 16])

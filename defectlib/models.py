@@ -31,7 +31,7 @@ from torch import nn
 from .errors import CheckpointError
 from .preprocess import Preprocessing
 
-ARCHITECTURES = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
+ARCHITECTURES = {"unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
 #: Test-time augmentation: ``none``, or ``flips`` (mean logits over the image and its horizontal,
 #: vertical and double flips, each flipped back).
 TTA_MODES = ("none", "flips")
@@ -107,16 +107,16 @@ def build_model(
     """Build a segmentation model whose output is logits of shape ``(N, num_classes, H, W)``.
 
     Args:
-        architecture: ``unet``, ``fpn`` or ``deeplabv3plus``.
+        architecture: ``unet``, ``unetplusplus``, ``fpn`` or ``deeplabv3plus``.
         encoder: a timm encoder name; EfficientNet-Lite0/1/2 have offline weights (:data:`OFFLINE_WEIGHTS`).
         num_classes: output channels (background included).
         pretrained: load ImageNet weights into the encoder (:data:`OFFLINE_WEIGHTS` only).
-        decoder_channels: U-Net decoder widths (smp's default when None).
+        decoder_channels: U-Net and U-Net++ decoder widths (smp's default when None).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
     kwargs = {}
-    if decoder_channels is not None and architecture == "unet":
+    if decoder_channels is not None and architecture in ("unet", "unetplusplus"):
         kwargs["decoder_channels"] = tuple(decoder_channels)
     model = ARCHITECTURES[architecture](f"tu-{encoder}", encoder_weights=None, classes=num_classes, **kwargs)
     if pretrained:

@@ -1,7 +1,9 @@
 """Selection rules: which arm, which combination, which final option; all on validation only.
 
 Introduced in chapter 04 (loss ablation); chapter 05 adds :func:`combine_steps`,
-chapter 07 :func:`choose_final` and :func:`accuracy_threshold`.
+chapter 06 the budget rule (:func:`budget_verdict`) and the campaign's
+(:func:`campaign_verdicts`), chapter 07 :func:`choose_final` and
+:func:`accuracy_threshold`.
 
 A rule reads validation metrics from run records and nothing else, so a test
 split can never decide; it imports no run machinery (a rule that needs runs
@@ -17,7 +19,7 @@ import pandas as pd
 
 from .metrics import per_image_confusions
 from .records import run_convergence
-from .stats import has_defect, mean_std
+from .stats import has_defect, mean_std, seed_means
 
 
 def select_arm(arms: dict[str, Sequence[dict]], tolerance: float = 0.005) -> str:
@@ -176,3 +178,78 @@ def budget_verdict(records: Sequence[dict], tolerance: float = CONVERGED_GAIN) -
     rising = [r["run_id"] for r in records if not converged(r, tolerance)]
     return {"kept": not rising, "steps": steps, "next_steps": None if not rising else 2 * steps,
             "not_converged": rising}
+
+
+#: A campaign run's seeds: the first on fold k is k, the second k + SECOND_SEED, so no seed repeats across
+#: the five folds.
+SECOND_SEED = 5
+
+
+def _fold_means(records: Sequence[dict]) -> dict[int, float]:
+    return {f: v["mean"] for f, v in seed_means(records, "val", "miou").items()}
+
+
+def second_seed_arms(arms: dict[str, Sequence[dict]], n: int = 2) -> list[str]:
+    """The ``n`` arms of a campaign (the reference among them) with the highest mean validation mIoU of
+    their first seeds (seed = fold) over the folds: the ones that get a second seed before the choice.
+    First seeds only, so that the second seeds cannot change which arms needed them."""
+    first = {a: [r for r in rs if r["seed"] == r["fold"]] for a, rs in arms.items()}
+    means = {a: float(np.mean(list(_fold_means(rs).values()))) for a, rs in first.items() if rs}
+    return sorted(means, key=lambda a: -means[a])[:n]
+
+
+def seed_spread(arms: dict[str, Sequence[dict]]) -> float:
+    """What a campaign step must beat: the mean, over every fold of every arm run there with two seeds or
+    more, of the largest minus the smallest validation mIoU of its seeds (NaN before any second seed)."""
+    spreads = [v["spread"] for rs in arms.values() for v in seed_means(rs, "val", "miou").values()
+               if v["seeds"] > 1]
+    return float(np.mean(spreads)) if spreads else float("nan")
+
+
+def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
+                      folds: Sequence[int] = (0, 1, 2)) -> pd.DataFrame:
+    """Chapter 6's rule for the campaign, on validation only: one row per arm other than ``reference``.
+
+    Every arm changes one thing of the reference recipe and runs the reference's budget on ``folds``.
+    Its gain on a fold is its validation mIoU minus the reference's, each averaged over the seeds it has
+    there; it is *kept* when every run of both arms has :func:`converged` and its mean gain over the folds
+    exceeds :func:`seed_spread`. The two best arms (:func:`second_seed_arms`) must have a second seed on
+    every fold before anything is decided. The ``decision`` column is one of ``waiting for runs``,
+    ``not converged``, ``waiting for second seeds``, ``kept`` and ``not kept``.
+    """
+    spread = seed_spread(arms)
+    top = second_seed_arms(arms)
+    seeded = all(seed_means(arms[a], "val", "miou").get(f, {}).get("seeds", 0) > 1 for a in top for f in folds)
+    ref = _fold_means(arms[reference])
+    rows = {}
+    for arm, runs in arms.items():
+        if arm == reference:
+            continue
+        own = _fold_means(runs)
+        complete = all(f in own and f in ref for f in folds)
+        gains = {f"gain on fold {f}": own[f] - ref[f] for f in folds if f in own and f in ref}
+        mean_gain = float(np.mean(list(gains.values()))) if complete else float("nan")
+        if not complete:
+            decision = "waiting for runs"
+        elif not all(converged(r) for r in (*runs, *arms[reference])):
+            decision = "not converged"
+        elif not seeded:
+            decision = "waiting for second seeds"
+        else:
+            decision = "kept" if mean_gain > spread else "not kept"
+        rows[arm] = {**gains, "mean gain": mean_gain, "seed spread": spread, "decision": decision}
+    table = pd.DataFrame(rows).T
+    table.index.name = "arm"
+    return table
+
+
+def kept_steps(verdicts: pd.DataFrame, factors: dict[str, str]) -> list[str]:
+    """The kept arms of :func:`campaign_verdicts`, at most one per factor (``factors``: arm -> what it
+    changes, e.g. ``"decoder"``; the larger mean gain wins), largest mean gain first: the final recipe's
+    steps in the order the ladder adds them."""
+    best: dict[str, str] = {}
+    for arm, row in verdicts[verdicts["decision"] == "kept"].iterrows():
+        factor = factors[arm]
+        if factor not in best or row["mean gain"] > verdicts.loc[best[factor], "mean gain"]:
+            best[factor] = arm
+    return sorted(best.values(), key=lambda a: -verdicts.loc[a, "mean gain"])

@@ -38,7 +38,7 @@ def test_segmentation_encoder_holds_the_mapped_tensors():
         assert torch.equal(tensor, weights[name]), name
 
 
-@pytest.mark.parametrize("architecture", ["unet", "fpn", "deeplabv3plus"])
+@pytest.mark.parametrize("architecture", ["unet", "unetplusplus", "fpn", "deeplabv3plus"])
 def test_architectures_build_offline(monkeypatch, architecture):
     def refuse(*args, **kwargs):
         raise OSError("network access attempted")

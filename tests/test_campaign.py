@@ -1,0 +1,66 @@
+"""Chapter 6's campaign rule (defectlib.selection.campaign_verdicts): validation only, seed spread to beat."""
+import math
+
+import numpy as np
+import pytest
+
+from defectlib import selection
+
+FLAT = [0.2, 0.3, 0.35, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]   # converged whatever its level
+
+
+def run(fold, seed, val, curve=None, test=0.0):
+    curve = [v - 0.4 + val for v in (curve or FLAT)]
+    return {"run_id": f"f{fold}s{seed}", "fold": fold, "seed": seed, "config": {"train": {"steps": 4000}},
+            "history": [{"val_miou": v, "step": 400 * (k + 1)} for k, v in enumerate(curve)],
+            "best_epoch": 1 + int(np.argmax(curve)), "val": {"miou": max(curve)}, "test": {"miou": test}}
+
+
+def arm(*vals, second=None):
+    runs = [run(f, f, v) for f, v in enumerate(vals)]
+    if second:
+        runs += [run(f, f + selection.SECOND_SEED, v) for f, v in enumerate(second)]
+    return runs
+
+
+def test_a_step_is_kept_only_when_its_mean_gain_beats_the_seed_spread():
+    arms = {"reference": arm(0.40, 0.35, 0.38),
+            "big": arm(0.45, 0.40, 0.41, second=[0.44, 0.41, 0.42]),         # seed spreads 1, 1, 1 points
+            "small": arm(0.42, 0.36, 0.38, second=[0.40, 0.36, 0.37]),       # 2, 0, 1; +0.5 point: inside
+            "worse": arm(0.30, 0.30, 0.30)}
+    assert selection.second_seed_arms(arms) == ["big", "small"]
+    assert selection.seed_spread(arms) == pytest.approx(0.01)
+    table = selection.campaign_verdicts(arms, "reference")
+    assert list(table.index) == ["big", "small", "worse"]
+    assert table.loc["big", "gain on fold 0"] == pytest.approx(0.445 - 0.40)
+    assert table.loc["small", "mean gain"] == pytest.approx((0.01 + 0.01 - 0.005) / 3)
+    assert list(table["decision"]) == ["kept", "not kept", "not kept"]
+    assert selection.kept_steps(table, {"big": "loss", "small": "loss", "worse": "decoder"}) == ["big"]
+
+
+def test_nothing_is_decided_before_the_runs_and_the_second_seeds_are_there():
+    arms = {"reference": arm(0.40, 0.35, 0.38), "big": arm(0.45, 0.40, 0.41), "partial": arm(0.5, 0.5)}
+    table = selection.campaign_verdicts(arms, "reference")
+    assert math.isnan(table.loc["partial", "mean gain"])
+    assert table.loc["partial", "decision"] == "waiting for runs"
+    assert table.loc["big", "decision"] == "waiting for second seeds"
+    assert math.isnan(selection.seed_spread(arms))
+
+
+def test_a_step_still_rising_at_the_budget_is_not_judged():
+    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
+    arms = {"reference": arm(0.40, 0.35, 0.38, second=[0.41, 0.36, 0.38]),
+            "rising": [run(0, 0, 0.45, rising), run(1, 1, 0.45), run(2, 2, 0.45),
+                       run(0, 5, 0.45), run(1, 6, 0.45), run(2, 7, 0.45)]}
+    assert selection.campaign_verdicts(arms, "reference").loc["rising", "decision"] == "not converged"
+
+
+def test_the_rule_never_reads_test_metrics():
+    arms = {"reference": arm(0.40, 0.35, 0.38, second=[0.42, 0.36, 0.37]),
+            "big": arm(0.45, 0.40, 0.41, second=[0.44, 0.41, 0.42])}
+    assert selection.campaign_verdicts(arms, "reference").loc["big", "decision"] == "kept"
+    before = selection.campaign_verdicts(arms, "reference")
+    for runs in arms.values():
+        for r in runs:
+            r["test"]["miou"] = 0.99
+    assert before.equals(selection.campaign_verdicts(arms, "reference"))
