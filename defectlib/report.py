@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import paired_bootstrap_interval
-from .records import class_names, curve, metric
+from .records import class_names, curve, metric, run_convergence
 from .stats import aligned_confusions, false_alarms, group_bootstrap, mean_std, pool_records, seed_means
 from .tables import mark_best
 
@@ -367,3 +367,37 @@ def seed_table(records: Sequence[dict], split: str = "val", keys: Sequence[str] 
         row["largest seed spread"] = pct(max(v["spread"] for v in per_fold.values()))
         rows.append(row)
     return pd.DataFrame(rows).set_index("metric")
+
+
+def campaign_runs_table(arms: dict[str, Sequence[dict]]) -> pd.DataFrame:
+    """One row per run of a campaign (arm, fold, seed), in percent: validation mIoU and defect mIoU, the
+    convergence statistic the rule reads, the best step, and test mIoU and defect mIoU shown beside as
+    ``(not used)``; the best validation mIoU is marked. No wall time: runs of one campaign may have had
+    different machines (``benchmarks/run_cost.py`` compares costs)."""
+    rows = {}
+    for arm, records in arms.items():
+        for r in sorted(records, key=lambda r: (r["fold"], r["seed"])):
+            conv = run_convergence(r)
+            rows[(arm, r["fold"], r["seed"])] = {
+                "val mIoU": pct(metric(r, "val", "miou")), "val defect mIoU": pct(metric(r, "val", "defect_miou")),
+                "gain of the best over the last fifth (points)": f"{100 * conv['best_gain_last_fifth']:+.1f}",
+                "best step": conv["best_step"],
+                "test mIoU (not used)": pct(metric(r, "test", "miou")),
+                "test defect mIoU (not used)": pct(metric(r, "test", "defect_miou")),
+            }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["arm", "fold", "seed"])
+    return mark_best(table, {"val mIoU": "max"}) if len(table) else table
+
+
+def campaign_verdict_table(verdicts: pd.DataFrame, changes: dict[str, str]) -> pd.DataFrame:
+    """:func:`defectlib.selection.campaign_verdicts` for reading: what each arm changes, its paired gains
+    in points with a sign, the seed spread it had to beat, and the decision."""
+    table = pd.DataFrame(index=verdicts.index)
+    table["changes"] = [changes.get(a, "") for a in verdicts.index]
+    for column in verdicts.columns:
+        if column.startswith("gain on fold") or column == "mean gain":
+            table[f"{column} (points)"] = [f"{100 * v:+.1f}" if np.isfinite(v) else "" for v in verdicts[column]]
+    table["seed spread (points)"] = [f"{100 * v:.1f}" if np.isfinite(v) else "" for v in verdicts["seed spread"]]
+    table["decision"] = verdicts["decision"]
+    return table

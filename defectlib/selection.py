@@ -152,19 +152,20 @@ CONVERGED_GAIN = 0.01
 CONVERGENCE_STATISTIC = "best_gain_last_fifth"
 
 
-def converged(record: dict, tolerance: float = CONVERGED_GAIN) -> bool:
+def converged(record: dict, tolerance: float = CONVERGED_GAIN, statistic: str = CONVERGENCE_STATISTIC) -> bool:
     """Whether more training would have raised the checkpoint a run keeps.
 
     The run keeps its best validation evaluation; it has converged when the
     last fifth of its schedule raised that best by at most ``tolerance``
     (:data:`CONVERGENCE_STATISTIC`). A curve still climbing sets new bests in its
     last fifth and fails; a flat curve, however its evaluations scatter below
-    its best, passes.
+    its best, passes. ``statistic="last_fifth_gain"`` applies the rule as it first was.
     """
-    return run_convergence(record)[CONVERGENCE_STATISTIC] <= tolerance
+    return run_convergence(record)[statistic] <= tolerance
 
 
-def budget_verdict(records: Sequence[dict], tolerance: float = CONVERGED_GAIN) -> dict:
+def budget_verdict(records: Sequence[dict], tolerance: float = CONVERGED_GAIN,
+                   statistic: str = CONVERGENCE_STATISTIC) -> dict:
     """The calibration's rule for a step budget, on validation only: it is kept when every run on it
     (every fold and seed) has :func:`converged`; otherwise the next calibration doubles it.
 
@@ -175,7 +176,7 @@ def budget_verdict(records: Sequence[dict], tolerance: float = CONVERGED_GAIN) -
     if len(budgets) != 1 or None in budgets:
         raise ValueError(f"a budget verdict needs runs of one step budget, got {sorted(budgets, key=str)}")
     steps = budgets.pop()
-    rising = [r["run_id"] for r in records if not converged(r, tolerance)]
+    rising = [r["run_id"] for r in records if not converged(r, tolerance, statistic)]
     return {"kept": not rising, "steps": steps, "next_steps": None if not rising else 2 * steps,
             "not_converged": rising}
 
@@ -227,7 +228,7 @@ def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
             continue
         own = _fold_means(runs)
         complete = all(f in own and f in ref for f in folds)
-        gains = {f"gain on fold {f}": own[f] - ref[f] for f in folds if f in own and f in ref}
+        gains = {f"gain on fold {f}": own[f] - ref[f] if f in own and f in ref else float("nan") for f in folds}
         mean_gain = float(np.mean(list(gains.values()))) if complete else float("nan")
         if not complete:
             decision = "waiting for runs"
@@ -238,7 +239,8 @@ def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
         else:
             decision = "kept" if mean_gain > spread else "not kept"
         rows[arm] = {**gains, "mean gain": mean_gain, "seed spread": spread, "decision": decision}
-    table = pd.DataFrame(rows).T
+    columns = [f"gain on fold {f}" for f in folds] + ["mean gain", "seed spread", "decision"]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
     table.index.name = "arm"
     return table
 

@@ -64,3 +64,24 @@ def test_the_rule_never_reads_test_metrics():
         for r in runs:
             r["test"]["miou"] = 0.99
     assert before.equals(selection.campaign_verdicts(arms, "reference"))
+
+
+def test_the_campaign_tables_show_every_run_and_every_decision():
+    from defectlib import report
+
+    arms = {"reference": arm(0.40, 0.35, 0.38), "big": arm(0.45, 0.40, 0.41, second=[0.44, 0.41, 0.42])}
+    for runs in arms.values():
+        for r in runs:
+            r.update(wall_seconds=1800.0, val={**r["val"], "defect_miou": 0.3}, test={"miou": 0.5, "defect_miou": 0.2})
+    runs = report.campaign_runs_table(arms)
+    assert list(runs.index)[:4] == [("reference", 0, 0), ("reference", 1, 1), ("reference", 2, 2), ("big", 0, 0)]
+    assert runs.loc[("big", 0, 5), "val mIoU"] == "44.0" and runs.loc[("big", 0, 5), "test mIoU (not used)"] == "50.0"
+    verdicts = report.campaign_verdict_table(selection.campaign_verdicts(arms, "reference"), {"big": "a bigger model"})
+    assert verdicts.loc["big", "changes"] == "a bigger model"
+    assert verdicts.loc["big", "gain on fold 0 (points)"] == "+4.5"
+    assert verdicts.loc["big", "decision"] == "waiting for second seeds"   # the reference, second best, has one seed
+
+
+def test_a_campaign_of_the_reference_alone_has_an_empty_verdict_table():
+    table = selection.campaign_verdicts({"reference": arm(0.4, 0.35, 0.38)}, "reference")
+    assert table.empty and list(table.columns)[-3:] == ["mean gain", "seed spread", "decision"]

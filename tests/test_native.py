@@ -244,6 +244,8 @@ def test_the_budget_rule_reads_the_best_so_far_not_the_scatter_below_it():
     plateau = _run("p", [0.213, 0.286, 0.336, 0.336, 0.387, 0.350, 0.380, 0.358, 0.385, 0.378], steps=4000)
     assert records.run_convergence(plateau)["last_fifth_gain"] > selection.CONVERGED_GAIN
     assert selection.converged(plateau)
+    assert not selection.converged(plateau, statistic="last_fifth_gain")     # the rule as it first was
+    assert not selection.budget_verdict([plateau], statistic="last_fifth_gain")["kept"]
     # a curve that sets a new best by more than the tolerance in its last fifth is still rising
     late = _run("l", [0.2, 0.3, 0.4, 0.45, 0.46, 0.46, 0.47, 0.47, 0.46, 0.49], steps=4000)
     assert records.run_convergence(late)["best_gain_last_fifth"] == pytest.approx(0.02)
