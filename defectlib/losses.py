@@ -9,7 +9,8 @@ Shape:
 
 Dice, Focal, Lovasz-softmax and Tversky are segmentation_models_pytorch's
 implementations (``mode="multiclass"``); cross-entropy is PyTorch's; online
-hard-example mining (OHEM) is written here because neither library has it.
+hard-example mining (OHEM) and the image-score term (``image``) are written
+here because neither library has them.
 A name joined with ``+`` (``ce+dice``) sums its parts.
 """
 from __future__ import annotations
@@ -73,6 +74,30 @@ class OhemCrossEntropy(nn.Module):
         return pixel_loss[hard].mean()
 
 
+class ImageScoreLoss(nn.Module):
+    """Binary cross-entropy of each crop's image score against whether its mask holds a defect pixel.
+
+    The score is the one the image-level metrics read (:mod:`defectlib.metrics`): the highest defect
+    probability, ``1 - P(background)``, over the crop's pixels. On a defect-free crop the loss falls on
+    its most confident false alarm, the pixel that decides whether the image is called defective; this is
+    the max pooling of multiple-instance learning (Pathak et al., 2015) over a segmentation network's
+    output, with no extra head.
+
+    Args:
+        weight: factor of this term in a sum of losses.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        defect = 1 - y_pred.float().softmax(1)[:, 0]
+        score = defect.flatten(1).amax(1).clamp(1e-6, 1 - 1e-6)
+        target = (y_true.flatten(1) > 0).any(1).float()
+        return -self.weight * (target * score.log() + (1 - target) * (1 - score).log()).mean()
+
+
 class SumOfLosses(nn.Module):
     """The sum of several losses of the same signature."""
 
@@ -96,6 +121,7 @@ LOSSES = {
     "focal": lambda **kw: smp_losses.FocalLoss(mode="multiclass", **kw),
     "lovasz": lambda **kw: smp_losses.LovaszLoss(mode="multiclass", **kw),
     "tversky": lambda **kw: smp_losses.TverskyLoss(mode="multiclass", **kw),
+    "image": ImageScoreLoss,
 }
 _SMP = {"dice": smp_losses.DiceLoss, "focal": smp_losses.FocalLoss, "lovasz": smp_losses.LovaszLoss,
         "tversky": smp_losses.TverskyLoss}

@@ -106,3 +106,22 @@ def test_class_weights_can_be_withheld_from_a_part():
     assert torch.equal(loss.parts["ce"].weight, weights)
     with pytest.raises(ValueError, match="only null"):
         build_loss("ce+dice", weights, {"dice": {"class_weights": [1, 2, 3]}})
+
+
+def test_the_image_score_term_punishes_the_most_confident_false_alarm_only():
+    free = torch.zeros(1, 2, 2, dtype=torch.long)
+    clean = _logits(free, scale=10)                     # background everywhere, confidently
+    alarm = clean.clone()
+    alarm[0, :, 0, 0] = torch.tensor([0.0, 1.0, 0.0])   # one pixel leaning to class 1
+    image = build_loss("image")
+    assert image(clean, free).item() == pytest.approx(0.0, abs=1e-5)
+    score = 1 - alarm[0, :, 0, 0].softmax(0)[0]
+    assert image(alarm, free).item() == pytest.approx(-math.log(1 - score.item()), rel=1e-4)
+    # a defect image whose defect pixel is found costs nothing; one whose every pixel says background does
+    assert image(_logits(TARGET, scale=10), TARGET).item() == pytest.approx(0.0, abs=1e-5)
+    assert image(_logits(torch.zeros_like(TARGET), scale=10), TARGET).item() > 10
+    logits = alarm.clone().requires_grad_(True)
+    image(logits, free).backward()
+    touched = logits.grad.abs().sum(1)[0]
+    assert touched[0, 0] > 0 and touched.flatten()[1:].abs().sum() == 0   # the max pixel alone
+    assert build_loss("focal+dice+image", params={"image": {"weight": 0.5}}).parts["image"].weight == 0.5
