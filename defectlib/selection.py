@@ -94,6 +94,31 @@ def accuracy_threshold(table: dict) -> float:
     return float(candidates[int(np.argmax(accuracy))])
 
 
+def threshold_cross_check(table: dict, groups: Sequence, seed: int = 0) -> dict[str, float]:
+    """Does a threshold fitted on validation images beat 0.5 on validation images it was not fitted on?
+
+    The region groups of a per-image table (``groups``: one per image) are split at random into two
+    halves; the :func:`accuracy_threshold` of each half is applied to the other. Returns the held-out
+    "has a defect" accuracy over all images at the fitted thresholds (``at_threshold``) and at 0.5
+    (``at_half``): a rule that keeps the threshold when the first is higher can fail, unlike a
+    comparison on the images the threshold was fitted to.
+    """
+    names = np.asarray(groups, dtype=object)
+    unique = sorted(set(groups), key=str)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    half = {unique[k]: i % 2 for i, k in enumerate(order)}
+    side = np.array([half[g] for g in names])
+    scores = np.asarray(table["scores"], float)
+    truth = has_defect(per_image_confusions(table))
+    correct_fitted = correct_half = 0
+    for fit_side in (0, 1):
+        fit, held = side == fit_side, side != fit_side
+        threshold = accuracy_threshold({k: [v[i] for i in np.flatnonzero(fit)] for k, v in table.items()})
+        correct_fitted += int(np.sum((scores[held] >= threshold) == truth[held]))
+        correct_half += int(np.sum((scores[held] >= 0.5) == truth[held]))
+    return {"at_threshold": correct_fitted / len(scores), "at_half": correct_half / len(scores)}
+
+
 #: How an option of :func:`tta_options` names a test-time augmentation mode.
 TTA_LABELS = {"flips": "flip TTA"}
 

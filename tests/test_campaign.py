@@ -85,3 +85,23 @@ def test_the_campaign_tables_show_every_run_and_every_decision():
 def test_a_campaign_of_the_reference_alone_has_an_empty_verdict_table():
     table = selection.campaign_verdicts({"reference": arm(0.4, 0.35, 0.38)}, "reference")
     assert table.empty and list(table.columns)[-3:] == ["mean gain", "seed spread", "decision"]
+
+
+def _image_table(scores, defective):
+    free, defect = [1, 0, 0, 0], [0, 0, 0, 1]   # 2x2 confusion, flattened: truth row, prediction column
+    return {"names": [f"i{k}" for k in range(len(scores))], "scores": list(scores),
+            "confusion": [defect if d else free for d in defective]}
+
+
+def test_the_threshold_check_is_held_out_and_can_reject_a_threshold():
+    # scores separate the classes at 0.8, not at 0.5: a fitted threshold wins on held-out regions
+    scores = [0.6, 0.65, 0.7, 0.75, 0.9, 0.95, 0.85, 0.92]
+    defective = [0, 0, 0, 0, 1, 1, 1, 1]
+    groups = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    won = selection.threshold_cross_check(_image_table(scores, defective), groups)
+    assert won["at_half"] == 0.5 and won["at_threshold"] > won["at_half"]
+    # two regions whose scores separate at different points: each half's threshold fails on the other
+    scores = [0.6, 0.7, 0.9, 0.95, 0.1, 0.2, 0.55, 0.6]
+    defective = [0, 0, 1, 1, 0, 0, 1, 1]
+    lost = selection.threshold_cross_check(_image_table(scores, defective), ["A"] * 4 + ["B"] * 4)
+    assert lost == {"at_threshold": 0.5, "at_half": 0.75}
