@@ -85,7 +85,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(f"results: {where.resolve()}", flush=True)
     try:
         for fold in args.fold:
-            for seed in args.seed or [None]:     # None: the fold's own seed
+            seeds = args.seed or [None if args.seed_offset is None else fold + args.seed_offset]
+            for seed in seeds:     # None: the fold's own seed
                 for cfg in configs:
                     record = get_run(cfg, fold, seed, retrain=args.retrain)
                     if ctx.is_main:
@@ -214,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(configs/loss_ablation.yaml: every arm, fold by fold)")
     p.add_argument("--arm", nargs="+", help="with a family: only these arms")
     p.add_argument("--fold", type=int, nargs="+", default=[0], help="test fold(s) k; validation is k+1 mod 5 (default 0)")
-    p.add_argument("--seed", type=int, nargs="+", help="run seed(s): each fold is trained once per seed "
-                   "(default: one run, seeded with the fold)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, nargs="+", help="run seed(s): each fold is trained once per seed "
+                       "(default: one run, seeded with the fold)")
+    seeds.add_argument("--seed-offset", type=int, metavar="N", help="one run per fold, seeded with the fold "
+                       "plus N (5: chapter 6's second seeds)")
     p.add_argument("--retrain", action="store_true", help="train even if a record exists")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting of the config "
                    "(repeatable; checked against the schema like a YAML key), e.g. --set train.steps=400 "

@@ -79,7 +79,8 @@ def to_html(table: pd.DataFrame) -> str:
             numbers = shown[column].map(leading_number)
             if numbers.notna().any():
                 target = numbers.max() if how == "max" else numbers.min()
-                classes.loc[numbers == target, column] = classes.loc[numbers == target, column] + " best"
+                hit, k = (numbers == target).to_numpy(), shown.columns.get_loc(column)   # by position
+                classes.iloc[hit, k] = classes.iloc[hit, k] + " best"
     corner = table.index.name if keep_index else None
     text.index.name = None
     if corner is not None:   # the index name goes into the header's corner, not a row of its own

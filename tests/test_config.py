@@ -198,3 +198,17 @@ def test_a_folder_config_takes_the_mask_format_its_dataset_declares(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / "x.png")
     cfg = resolve_config({"name": "steel", "data": {"dataset": "folder", "root": str(root)}}, "full")
     assert cfg["data"]["mask_format"] == "index" and cfg["data"]["classes"] == ["background", "a", "b", "c"]
+
+
+@pytest.mark.parametrize("profile", ["full", "smoke"])
+def test_the_ladder_rungs_that_are_campaign_arms_share_their_configs(profile):
+    """configs/ladder.yaml's rungs named like arms of configs/campaign.yaml resolve to those arms, so the
+    campaign's runs on folds 0-2 serve the ladder."""
+    from defectlib.config import config_hash, load_family
+
+    ladder = load_family("configs/ladder.yaml", profile=profile)
+    campaign = load_family("configs/campaign.yaml", profile=profile)
+    shared = set(ladder) & set(campaign)
+    assert shared == {"square", "reference"}
+    assert all(config_hash(ladder[a]) == config_hash(campaign[a]) for a in shared)
+    assert config_hash(ladder["square-ce"]) not in {config_hash(c) for c in campaign.values()}

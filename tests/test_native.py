@@ -214,6 +214,9 @@ def test_train_takes_several_seeds(tmp_path, monkeypatch, capsys, fake_training)
     assert main(["train", "--config", "configs/baseline.yaml", "--fold", "0", "1", "--seed", "0", "1"]) == 0
     assert fake_training == [("baseline", 0, 0), ("baseline", 0, 1), ("baseline", 1, 0), ("baseline", 1, 1)]
     assert len(list((tmp_path / "runs").glob("baseline-*-fold*-seed*.json"))) == 4
+    fake_training.clear()
+    assert main(["train", "--config", "configs/baseline.yaml", "--fold", "0", "2", "--seed-offset", "5"]) == 0
+    assert fake_training == [("baseline", 0, 5), ("baseline", 2, 7)]
 
 
 def _run(run_id, curve, steps=2000):

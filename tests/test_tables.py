@@ -53,3 +53,10 @@ def test_repeated_row_labels_and_two_header_levels_keep_every_label():
     soup, _ = _cells(tables.to_html(wide))
     rows = soup.find("thead").find_all("tr")
     assert len(rows) == 2 and rows[0].find("th").get_text() == "arm"   # the corner, no index-name row
+
+
+def test_the_best_value_is_marked_in_a_table_with_a_multiindex():
+    index = pd.MultiIndex.from_tuples([("ref", 0, 0), ("ref", 1, 1), ("dice", 0, 0)], names=["arm", "fold", "seed"])
+    table = tables.mark_best(pd.DataFrame({"val mIoU": ["46.2", "38.7", "45.4"]}, index=index), {"val mIoU": "max"})
+    _, cells = _cells(tables.to_html(table))
+    assert ("46.2", ("num", "best")) in cells and ("45.4", ("num",)) in cells
