@@ -233,7 +233,7 @@ def seed_spread(arms: dict[str, Sequence[dict]]) -> float:
 
 
 def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
-                      folds: Sequence[int] = (0, 1, 2)) -> pd.DataFrame:
+                      folds: Sequence[int] = (0, 1, 2), spread: float | None = None) -> pd.DataFrame:
     """Chapter 6's rule for the campaign, on validation only: one row per arm other than ``reference``.
 
     Every arm changes one thing of the reference recipe and runs the reference's budget on ``folds``.
@@ -242,10 +242,17 @@ def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
     exceeds :func:`seed_spread`. The two best arms (:func:`second_seed_arms`) must have a second seed on
     every fold before anything is decided. The ``decision`` column is one of ``waiting for runs``,
     ``not converged``, ``waiting for second seeds``, ``kept`` and ``not kept``.
+
+    ``spread``, when given, is a seed spread measured in another comparison (the doubled-budget follow-up
+    of :func:`doubled_budget_arms` reads the campaign's own); these arms then need no second seeds.
     """
-    spread = seed_spread(arms)
-    top = second_seed_arms(arms)
-    seeded = all(seed_means(arms[a], "val", "miou").get(f, {}).get("seeds", 0) > 1 for a in top for f in folds)
+    if spread is None:
+        spread = seed_spread(arms)
+        top = second_seed_arms(arms)
+        seeded = all(seed_means(arms[a], "val", "miou").get(f, {}).get("seeds", 0) > 1
+                     for a in top for f in folds)
+    else:
+        seeded = True
     ref = _fold_means(arms[reference])
     rows = {}
     for arm, runs in arms.items():
@@ -268,6 +275,17 @@ def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
     table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
     table.index.name = "arm"
     return table
+
+
+def doubled_budget_arms(verdicts: pd.DataFrame) -> list[str]:
+    """The arms :func:`campaign_verdicts` could not judge because a run was still rising at the budget.
+
+    Each is compared again, with the reference, at twice the budget on the same folds and first seeds
+    (the calibration's doubling, :func:`budget_verdict`), judged by :func:`campaign_verdicts` against the
+    doubled reference with the campaign's seed spread. An arm kept there brings the doubled budget into
+    the final recipe.
+    """
+    return [arm for arm, decision in verdicts["decision"].items() if decision == "not converged"]
 
 
 def kept_steps(verdicts: pd.DataFrame, factors: dict[str, str]) -> list[str]:

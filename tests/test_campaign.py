@@ -55,6 +55,21 @@ def test_a_step_still_rising_at_the_budget_is_not_judged():
     assert selection.campaign_verdicts(arms, "reference").loc["rising", "decision"] == "not converged"
 
 
+def test_an_arm_still_rising_goes_to_the_doubled_budget_judged_with_the_campaigns_spread():
+    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
+    arms = {"reference": arm(0.40, 0.35, 0.38, second=[0.41, 0.36, 0.38]),
+            "rising": [run(0, 0, 0.45, rising), run(1, 1, 0.45), run(2, 2, 0.45)],
+            "flat": arm(0.41, 0.36, 0.38, second=[0.41, 0.36, 0.37])}
+    verdicts = selection.campaign_verdicts(arms, "reference")
+    assert selection.doubled_budget_arms(verdicts) == ["rising"]
+    spread = selection.seed_spread(arms)
+    doubled = {"reference": arm(0.42, 0.37, 0.40), "rising": arm(0.47, 0.40, 0.41)}   # first seeds only
+    assert selection.campaign_verdicts(doubled, "reference", spread=spread).loc["rising", "decision"] == "kept"
+    doubled["rising"] = arm(0.42, 0.38, 0.40)                                           # +0.3: inside the spread
+    assert selection.campaign_verdicts(doubled, "reference", spread=spread).loc["rising", "decision"] == "not kept"
+    assert selection.campaign_verdicts(doubled, "reference").loc["rising", "decision"] == "waiting for second seeds"
+
+
 def test_the_rule_never_reads_test_metrics():
     arms = {"reference": arm(0.40, 0.35, 0.38, second=[0.42, 0.36, 0.37]),
             "big": arm(0.45, 0.40, 0.41, second=[0.44, 0.41, 0.42])}
