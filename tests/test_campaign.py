@@ -97,6 +97,24 @@ def test_the_campaign_tables_show_every_run_and_every_decision():
     assert verdicts.loc["big", "decision"] == "waiting for second seeds"   # the reference, second best, has one seed
 
 
+def test_the_campaign_runs_table_shows_image_level_validation_where_records_have_it():
+    from defectlib import report
+
+    arms = {"reference": arm(0.40, 0.35, 0.38)}
+    for r in arms["reference"]:
+        r.update(test={"miou": 0.5, "defect_miou": 0.2}, val={**r["val"], "defect_miou": 0.3})
+    first = arms["reference"][0]
+    first["val"]["image_auroc"] = 0.875
+    # four defect-free images, one of them with 64 predicted defect pixels; one defective image
+    free = [[100, 0, 0, 0]] * 3 + [[36, 64, 0, 0]]
+    first["per_image"] = {"val": {"names": list("abcde"), "scores": [0.1] * 5,
+                                  "confusion": free + [[90, 0, 0, 10]]}}
+    table = report.campaign_runs_table(arms)
+    assert table.loc[("reference", 0, 0), "val image AUROC"] == "87.5"
+    assert table.loc[("reference", 0, 0), "defect-free val images called defective (%)"] == "25.0"
+    assert table.loc[("reference", 1, 1), "val image AUROC"] == ""
+
+
 def test_a_campaign_of_the_reference_alone_has_an_empty_verdict_table():
     table = selection.campaign_verdicts({"reference": arm(0.4, 0.35, 0.38)}, "reference")
     assert table.empty and list(table.columns)[-3:] == ["mean gain", "seed spread", "decision"]
