@@ -111,7 +111,7 @@ def test_the_campaign_runs_table_shows_image_level_validation_where_records_have
                                   "confusion": free + [[90, 0, 0, 10]]}}
     table = report.campaign_runs_table(arms)
     assert table.loc[("reference", 0, 0), "val image AUROC"] == "87.5"
-    assert table.loc[("reference", 0, 0), "defect-free val images called defective (%)"] == "25.0"
+    assert table.loc[("reference", 0, 0), "val false alarms (%)"] == "25.0"
     assert table.loc[("reference", 1, 1), "val image AUROC"] == ""
 
 
