@@ -373,9 +373,9 @@ def campaign_runs_table(arms: dict[str, Sequence[dict]]) -> pd.DataFrame:
     """One row per run of a campaign (arm, fold, seed), in percent: validation mIoU and defect mIoU, the
     convergence statistic the rule reads, the best step, and test mIoU and defect mIoU shown beside as
     ``(not used)``; the best validation mIoU is marked. Where a record has them, the validation image
-    AUROC and its false alarms (the share of defect-free images called defective, :func:`false_alarms`) are shown
-    too: they are not what the rule reads. No wall time: runs of one campaign may have had different
-    machines (``benchmarks/run_cost.py`` compares costs)."""
+    AUROC and false alarms (:func:`false_alarms`: defect-free images called defective) are shown too; the
+    rule does not read them. No wall time: runs of one campaign may have had different machines
+    (``benchmarks/run_cost.py`` compares costs)."""
     rows = {}
     for arm, records in arms.items():
         for r in sorted(records, key=lambda r: (r["fold"], r["seed"])):
@@ -383,9 +383,8 @@ def campaign_runs_table(arms: dict[str, Sequence[dict]]) -> pd.DataFrame:
             alarms = false_alarms(r, "val") if "val" in r.get("per_image", {}) else {"images": 0}
             rows[(arm, r["fold"], r["seed"])] = {
                 "val mIoU": pct(metric(r, "val", "miou")), "val defect mIoU": pct(metric(r, "val", "defect_miou")),
-                "val image AUROC": pct(r["val"]["image_auroc"]) if "image_auroc" in r["val"] else "",
-                "val false alarms (%)":
-                    pct(alarms["image_rate"]) if alarms["images"] else "",
+                "val image AUROC": pct(metric(r, "val", "image_auroc")) if "image_auroc" in r["val"] else "",
+                "val false alarms (%)": pct(alarms["image_rate"]) if alarms["images"] else "",
                 "gain of the best over the last fifth (points)": f"{100 * conv['best_gain_last_fifth']:+.1f}",
                 "best step": conv["best_step"],
                 "test mIoU (not used)": pct(metric(r, "test", "miou")),
