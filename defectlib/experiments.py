@@ -8,7 +8,8 @@ fold and seed, or trains the run now (:func:`train_run`: prepare the data,
 build model, loss and loader, :func:`defectlib.training.fit`, evaluate the
 best weights, write the record).  The record holds the resolved config and
 its hash, fold, seed, git commit, package versions, device and precision,
-wall time, per-epoch history, best-epoch validation metrics, test metrics,
+wall time (summed over the processes of a run resumed from ``last.pt``, with the
+epoch it resumed from), per-epoch history, best-epoch validation metrics, test metrics,
 per-image counts of validation and test, and the checkpoint path with its
 SHA-256 (read it through :mod:`defectlib.records`).
 
@@ -188,7 +189,8 @@ def write_record(cfg: dict, fold: int, seed: int, root: Path, *, model: torch.nn
         "git_commit": commit,
         "environment": environment(device),
         "precision": precision,
-        "wall_seconds": time.time() - started,
+        "wall_seconds": time.time() - started + result.earlier_seconds,
+        "resumed_from_epoch": result.resumed_from_epoch,
         "data_seconds": data.seconds,
         "train_seconds": result.train_seconds,
         "val_seconds": sum(e["val_seconds"] for e in result.history),

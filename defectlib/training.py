@@ -253,6 +253,8 @@ class FitResult:
     train_seconds: float
     train_images: int
     epochs_run: int
+    resumed_from_epoch: int = 0     # the epoch ``last.pt`` held when this process started (0: a fresh run)
+    earlier_seconds: float = 0.0    # training and validation wall time of a resumed run's earlier processes
 
 
 def _save(payload: dict, path: Path) -> None:
@@ -303,6 +305,7 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_loader: DataLoader, val_data
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         best_state, state = saved["best"], saved["state"]
+    resumed_from, earlier, started = state["epoch"], state.get("elapsed_seconds", 0.0), time.time()
     for epoch in range(state["epoch"] + 1, schedule.epochs + 1):
         if schedule.patience is not None and state["bad_epochs"] >= schedule.patience:
             break
@@ -345,10 +348,11 @@ def fit(model: nn.Module, loss_fn: nn.Module, train_loader: DataLoader, val_data
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
+        state["elapsed_seconds"] = earlier + time.time() - started
         if last is not None and ctx.is_main:
             _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "scheduler": scheduler.state_dict(), "best": best_state, "state": state}, last)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return None
     return FitResult(state["history"], state["best_epoch"], state["best_val"], best_state,
-                     state["train_seconds"], state["train_images"], state["epoch"])
+                     state["train_seconds"], state["train_images"], state["epoch"], resumed_from, earlier)

@@ -10,7 +10,7 @@ from defectlib import experiments as ex
 from defectlib.data import SegmentationDataset, Sample
 from defectlib.training import DefectBalancedSampler, evaluate
 
-TIMING = ("wall_seconds", "train_seconds", "val_seconds", "data_seconds", "test_seconds", "train_images_per_second",
+TIMING = ("wall_seconds", "resumed_from_epoch", "train_seconds", "val_seconds", "data_seconds", "test_seconds", "train_images_per_second",
           "git_commit", "environment")
 
 
@@ -48,6 +48,9 @@ def test_resume_after_kill_gives_the_same_record_and_weights(smoke_config, train
     resumed = ex.train_run(smoke_config, fold=0, progress=False, results_root=tmp_path)
     assert _comparable(resumed) == _comparable(trained_run[0])
     assert resumed["checkpoint"]["sha256"] == trained_run[0]["checkpoint"]["sha256"]
+    assert (trained_run[0]["resumed_from_epoch"], resumed["resumed_from_epoch"]) == (0, 1)
+    # the wall time spans both processes: at least the training and validation the history records
+    assert resumed["wall_seconds"] >= sum(e["train_seconds"] + e["val_seconds"] for e in resumed["history"])
 
 
 def test_get_run_reuses_stored_record(smoke_config, trained_run, monkeypatch):
