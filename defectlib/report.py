@@ -326,6 +326,41 @@ def ladder_summary(ladder: pd.DataFrame, steps: dict[str, Sequence[dict]], split
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("recipe")
 
 
+def ladder_step_intervals(steps: dict[str, Sequence[dict]], split: str = "test",
+                           keys: Sequence[str] = ("miou", "defect_miou"), n_boot: int = 1000) -> pd.DataFrame:
+    """Each rung of the ladder minus the rung before, out of fold, with a paired region bootstrap.
+
+    Both rungs' records are pooled (:func:`pool_records`), so every image of
+    their folds counts once, and the two pools are scored on the same
+    resampled region groups.  Returns, per step (``"<rung> minus <rung before>"``,
+    in order), ``<key>`` (the difference), ``<key> low`` and ``<key> high`` as
+    fractions and ``<key> folds ahead`` (how many folds the later rung wins).
+
+    Raises:
+        ValueError: two neighbouring rungs do not cover the same folds.
+    """
+    rows = {}
+    rungs = list(steps)
+    for before, after in zip(rungs, rungs[1:]):
+        folds_before = sorted(r["fold"] for r in steps[before])
+        folds_after = sorted(r["fold"] for r in steps[after])
+        if folds_before != folds_after:
+            raise ValueError(f"ladder rungs {before!r} (folds {folds_before}) and {after!r} (folds {folds_after}) "
+                             "do not cover the same folds")
+        pooled_a, pooled_b = pool_records(steps[before], split), pool_records(steps[after], split)
+        cms_a, cms_b, groups = aligned_confusions(pooled_a, pooled_b, split)
+        interval = paired_bootstrap_interval(cms_a, cms_b, class_names(pooled_a), groups, tuple(keys), n_boot)
+        by_fold = {r["fold"]: r for r in steps[before]}
+        row = {}
+        for key in keys:
+            ahead = sum(metric(r, split, key) > metric(by_fold[r["fold"]], split, key) for r in steps[after])
+            row.update({key: metric(pooled_b, split, key) - metric(pooled_a, split, key),
+                        f"{key} low": interval[key][0], f"{key} high": interval[key][1],
+                        f"{key} folds ahead": f"{ahead} of {len(folds_after)}"})
+        rows[f"{after} minus {before}"] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("step")
+
+
 def per_class_table(records: Sequence[dict], splits: Sequence[str] = ("val", "test"),
                     n_boot: int = 1000) -> pd.DataFrame:
     """Out-of-fold IoU and Dice per class (rows), and mIoU and defect mIoU, for each split side by side.

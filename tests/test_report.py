@@ -88,6 +88,30 @@ def test_paired_intervals_align_images_by_name_and_bracket_the_difference(tmp_pa
         report.paired_intervals([ref], {"fewer": [other]}, n_boot=10)
 
 
+def test_ladder_step_intervals_pool_both_rungs_and_pair_their_images(tmp_path):
+    import json
+    split_file = tmp_path / "split.json"
+    names = {0: [f"a{k}" for k in range(6)], 1: [f"b{k}" for k in range(6)]}
+    groups = {n: f"g{k // 2}{n[0]}" for ns in names.values() for k, n in enumerate(ns)}
+    split_file.write_text(json.dumps({"folds": {str(f): ns for f, ns in names.items()}, "groups": groups}))
+
+    def rung(extra):   # each image: 20 defect pixels, of which 5 + extra are found
+        return [_scored(f, ns, [[300, 0, 15 - extra, 5 + extra]] * len(ns), split_file) for f, ns in names.items()]
+    steps = {"base": rung(0), "better": rung(4), "same": rung(4)}
+    table = report.ladder_step_intervals(steps, keys=("defect_miou",), n_boot=100)
+    assert list(table.index) == ["better minus base", "same minus better"]
+    up = table.loc["better minus base"]
+    pooled = {k: stats.pool_records(v)["test"]["defect_miou"] for k, v in steps.items()}
+    assert up["defect_miou"] == pytest.approx(pooled["better"] - pooled["base"]) and up["defect_miou"] > 0
+    assert 0 < up["defect_miou low"] <= up["defect_miou"] <= up["defect_miou high"]
+    assert up["defect_miou folds ahead"] == "2 of 2"
+    flat = table.loc["same minus better"]
+    assert flat["defect_miou"] == 0 and flat["defect_miou low"] == flat["defect_miou high"] == 0
+    assert flat["defect_miou folds ahead"] == "0 of 2"
+    with pytest.raises(ValueError, match="same folds"):
+        report.ladder_step_intervals({"base": rung(0), "short": rung(4)[:1]})
+
+
 def test_arm_table_and_cost_summary_show_every_fold(tmp_path):
     arms = {"x": [_record(1, 0.5, 0.2, test_miou=0.4), _record(0, 0.3, 0.1, test_miou=0.2)],
             "y": [_record(1, 0.6, 0.2, test_miou=0.1), _record(0, 0.4, 0.1, test_miou=0.1)]}
