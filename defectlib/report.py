@@ -361,6 +361,16 @@ def ladder_step_intervals(steps: dict[str, Sequence[dict]], split: str = "test",
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("step")
 
 
+def ladder_step_table(steps: pd.DataFrame, keys: Sequence[tuple[str, str]] = (
+        ("miou", "mIoU"), ("defect_miou", "defect mIoU"))) -> pd.DataFrame:
+    """:func:`ladder_step_intervals` as text in points: ``+d [low, high]`` per metric, and the folds ahead."""
+    table = pd.DataFrame({f"{label} step (points)": [f"{100 * row[key]:+.1f} [{100 * row[f'{key} low']:+.1f}, "
+                                                     f"{100 * row[f'{key} high']:+.1f}]" for _, row in steps.iterrows()]
+                          for key, label in keys}, index=steps.index)
+    table[f"folds ahead ({keys[0][1]})"] = steps[f"{keys[0][0]} folds ahead"]
+    return table
+
+
 def per_class_table(records: Sequence[dict], splits: Sequence[str] = ("val", "test"),
                     n_boot: int = 1000) -> pd.DataFrame:
     """Out-of-fold IoU and Dice per class (rows), and mIoU and defect mIoU, for each split side by side.

@@ -108,6 +108,8 @@ def test_ladder_step_intervals_pool_both_rungs_and_pair_their_images(tmp_path):
     flat = table.loc["same minus better"]
     assert flat["defect_miou"] == 0 and flat["defect_miou low"] == flat["defect_miou high"] == 0
     assert flat["defect_miou folds ahead"] == "0 of 2"
+    text = report.ladder_step_table(table, keys=(("defect_miou", "defect mIoU"),))
+    assert text.loc["same minus better"].tolist() == ["+0.0 [+0.0, +0.0]", "0 of 2"]
     with pytest.raises(ValueError, match="same folds"):
         report.ladder_step_intervals({"base": rung(0), "short": rung(4)[:1]})
 
