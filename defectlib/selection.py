@@ -218,8 +218,13 @@ def _fold_means(records: Sequence[dict]) -> dict[int, float]:
 def second_seed_arms(arms: dict[str, Sequence[dict]], n: int = 2) -> list[str]:
     """The ``n`` arms of a campaign (the reference among them) with the highest mean validation mIoU of
     their first seeds (seed = fold) over the folds: the ones that get a second seed before the choice.
-    First seeds only, so that the second seeds cannot change which arms needed them."""
+    First seeds only, so that the second seeds cannot change which arms needed them.
+
+    An arm with a first-seed run that has not :func:`converged` is passed over: the rule cannot judge it at
+    this budget (:func:`doubled_budget_arms` judges it at twice the budget, with the campaign's seed spread),
+    so a second seed at this budget would decide nothing about it."""
     first = {a: [r for r in rs if r["seed"] == r["fold"]] for a, rs in arms.items()}
+    first = {a: rs for a, rs in first.items() if all(converged(r) for r in rs)}
     means = {a: float(np.mean(list(_fold_means(rs).values()))) for a, rs in first.items() if rs}
     return sorted(means, key=lambda a: -means[a])[:n]
 

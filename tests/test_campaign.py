@@ -70,6 +70,19 @@ def test_an_arm_still_rising_goes_to_the_doubled_budget_judged_with_the_campaign
     assert selection.campaign_verdicts(doubled, "reference").loc["rising", "decision"] == "waiting for second seeds"
 
 
+def test_an_arm_still_rising_gets_no_second_seed_at_the_budget():
+    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
+    arms = {"reference": arm(0.40, 0.35, 0.38),
+            "rising": [run(0, 0, 0.50, rising), run(1, 1, 0.45), run(2, 2, 0.45)],   # best mean, fold 0 rising
+            "flat": arm(0.41, 0.36, 0.38),
+            "worse": arm(0.30, 0.30, 0.30)}
+    assert selection.second_seed_arms(arms) == ["flat", "reference"]
+    arms["rising"][0] = run(0, 0, 0.50)                                                # the same arm, flat
+    assert selection.second_seed_arms(arms) == ["rising", "flat"]
+    verdicts = selection.campaign_verdicts(arms, "reference")
+    assert verdicts.loc["rising", "decision"] == "waiting for second seeds"
+
+
 def test_the_rule_never_reads_test_metrics():
     arms = {"reference": arm(0.40, 0.35, 0.38, second=[0.42, 0.36, 0.37]),
             "big": arm(0.45, 0.40, 0.41, second=[0.44, 0.41, 0.42])}
