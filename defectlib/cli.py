@@ -224,9 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting of the config "
                    "(repeatable; checked against the schema like a YAML key), e.g. --set train.steps=400 "
                    "--set data.augment=d4; the run is then a run of another config, with its own hash")
-    p.add_argument("--partition", choices=("grouped", "random"),
-                   help="Magnetic Tile fold partition: grouped by tile region (the config's default) or random "
-                        "image level, which lets one region sit in training and test (runs named <config>-random)")
+    p.add_argument("--partition", choices=("grouped", "regions", "random"),
+                   help="Magnetic Tile fold partition (default: the config's own data.split): grouped by tile "
+                        "region (grouped: the first region groups; regions: the corrected ones, chapter 6's "
+                        "configs) or random image level, which lets one region sit in training and test (runs "
+                        "named <config>-random)")
     _add_data_options(p)
     p.set_defaults(func=_cmd_train)
 

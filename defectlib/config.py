@@ -343,12 +343,14 @@ def resolve_config(raw: dict, profile: str | None = None, overrides: dict[str, A
 
 
 def on_partition(cfg: dict, partition: str) -> dict:
-    """``cfg`` on another fold partition of its dataset: ``grouped`` (region groups) or ``random`` (image level).
+    """``cfg`` on another fold partition of its dataset: ``grouped`` (the first region groups), ``regions``
+    (the corrected region groups) or ``random`` (image level).
 
     The random partition exists to measure, once, how much a random split
     flatters a recipe (chapter 7). Its config gets ``-random`` appended to
-    its name, so its runs are stored and named apart; ``grouped`` returns
-    ``cfg`` unchanged when it already is on the grouped folds.
+    its name, so its runs are stored and named apart. A config already on
+    ``partition`` is returned unchanged; going back from ``random`` needs the
+    grouped partition the config came from (``regions`` for chapter 6's).
     """
     if partition == cfg["data"]["split"]:
         return cfg

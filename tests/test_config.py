@@ -132,6 +132,17 @@ def test_on_partition_names_and_hashes_the_random_runs_apart():
     assert back["name"] == "baseline" and config_hash(back) == config_hash(cfg)
 
 
+def test_on_partition_keeps_a_corrected_fold_config_on_its_own_folds():
+    from defectlib.config import config_hash, load_config, on_partition
+
+    cfg = load_config("configs/native_c192.yaml", profile="smoke")
+    assert cfg["data"]["split"] == "regions" and on_partition(cfg, "regions") is cfg
+    assert on_partition(cfg, "grouped")["data"]["split"] == "grouped"   # the first folds, asked for by name
+    random = on_partition(cfg, "random")
+    assert random["data"]["split"] == "random" and random["name"] == "native-c192-random"
+    assert config_hash(on_partition(random, "regions")) == config_hash(cfg)
+
+
 def test_smoke_profile_shrinks_an_arm_that_sets_the_budget(tmp_path):
     """An arm's overrides are part of its config: the smoke profile still sets its epochs."""
     from defectlib.config import load_family
