@@ -2,7 +2,7 @@
 
 Introduced in chapter 04 (loss ablation); chapter 05 adds :func:`combine_steps`,
 chapter 06 the budget rule (:func:`budget_verdict`) and the campaign's
-(:func:`campaign_verdicts`), chapter 07 :func:`choose_final` and
+(:func:`campaign_verdicts`, reading :func:`campaign_records`), chapter 07 :func:`choose_final` and
 :func:`accuracy_threshold`.
 
 A rule reads validation metrics from run records and nothing else, so a test
@@ -227,6 +227,22 @@ def second_seed_arms(arms: dict[str, Sequence[dict]], n: int = 2) -> list[str]:
     first = {a: rs for a, rs in first.items() if all(converged(r) for r in rs)}
     means = {a: float(np.mean(list(_fold_means(rs).values()))) for a, rs in first.items() if rs}
     return sorted(means, key=lambda a: -means[a])[:n]
+
+
+def campaign_records(read: Callable[[str, int, int], dict | None], arms: Sequence[str],
+                     folds: Sequence[int] = (0, 1, 2)) -> dict[str, list[dict]]:
+    """The records a campaign's rule reads: every arm's first seeds (seed = fold) on ``folds``, and second
+    seeds (fold + :data:`SECOND_SEED`) only of the arms :func:`second_seed_arms` names once every arm's
+    first seeds are in. ``read(arm, fold, seed)`` returns a record or None.
+
+    A run of the same config made for another purpose (the ladder's final rung trains its recipe with a
+    second seed on every fold, and that recipe can be a campaign arm) is not a campaign run, so it cannot
+    enter decisions already taken."""
+    runs = {arm: [r for fold in folds if (r := read(arm, fold, fold)) is not None] for arm in arms}
+    complete = {arm: rs for arm, rs in runs.items() if {r["fold"] for r in rs} >= set(folds)}
+    for arm in second_seed_arms(complete):
+        runs[arm] += [r for fold in folds if (r := read(arm, fold, fold + SECOND_SEED)) is not None]
+    return runs
 
 
 def seed_spread(arms: dict[str, Sequence[dict]]) -> float:

@@ -38,6 +38,20 @@ def test_a_step_is_kept_only_when_its_mean_gain_beats_the_seed_spread():
     assert selection.kept_steps(table, {"big": "loss", "small": "loss", "worse": "decoder"}) == ["big"]
 
 
+def test_the_campaign_reads_second_seeds_of_the_named_arms_only():
+    arms = {"reference": arm(0.40, 0.35, 0.38, second=[0.30, 0.30, 0.30]),   # its second seeds: ladder runs
+            "big": arm(0.45, 0.40, 0.41, second=[0.44, 0.41, 0.42]),
+            "small": arm(0.42, 0.36, 0.38, second=[0.40, 0.36, 0.37]),
+            "worse": arm(0.30, 0.30, 0.30)}
+    store = {(a, r["fold"], r["seed"]): r for a, rs in arms.items() for r in rs}
+    read = lambda a, fold, seed: store.get((a, fold, seed))
+    runs = selection.campaign_records(read, list(arms))
+    assert {a: len(rs) for a, rs in runs.items()} == {"reference": 3, "big": 6, "small": 6, "worse": 3}
+    assert selection.campaign_verdicts(runs, "reference").loc["small", "decision"] == "not kept"
+    # read with every seed, the reference's later runs would have turned "small" into a kept step
+    assert selection.campaign_verdicts(arms, "reference").loc["small", "decision"] == "kept"
+
+
 def test_nothing_is_decided_before_the_runs_and_the_second_seeds_are_there():
     arms = {"reference": arm(0.40, 0.35, 0.38), "big": arm(0.45, 0.40, 0.41), "partial": arm(0.5, 0.5)}
     table = selection.campaign_verdicts(arms, "reference")
