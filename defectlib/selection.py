@@ -232,8 +232,8 @@ def second_seed_arms(arms: dict[str, Sequence[dict]], n: int = 2) -> list[str]:
 def campaign_records(read: Callable[[str, int, int], dict | None], arms: Sequence[str],
                      folds: Sequence[int] = (0, 1, 2)) -> dict[str, list[dict]]:
     """The records a campaign's rule reads: every arm's first seeds (seed = fold) on ``folds``, and second
-    seeds (fold + :data:`SECOND_SEED`) only of the arms :func:`second_seed_arms` names once every arm's
-    first seeds are in. ``read(arm, fold, seed)`` returns a record or None.
+    seeds (fold + :data:`SECOND_SEED`) only of the arms :func:`second_seed_arms` names among the arms with
+    every first seed in. ``read(arm, fold, seed)`` returns a record or None.
 
     A run of the same config made for another purpose (the ladder's final rung trains its recipe with a
     second seed on every fold, and that recipe can be a campaign arm) is not a campaign run, so it cannot
