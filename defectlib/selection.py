@@ -245,11 +245,15 @@ def campaign_records(read: Callable[[str, int, int], dict | None], arms: Sequenc
     return runs
 
 
+def seed_spreads(arms: dict[str, Sequence[dict]]) -> list[float]:
+    """Per fold of every arm run there with two seeds or more: the largest minus the smallest validation
+    mIoU of its seeds."""
+    return [v["spread"] for rs in arms.values() for v in seed_means(rs, "val", "miou").values() if v["seeds"] > 1]
+
+
 def seed_spread(arms: dict[str, Sequence[dict]]) -> float:
-    """What a campaign step must beat: the mean, over every fold of every arm run there with two seeds or
-    more, of the largest minus the smallest validation mIoU of its seeds (NaN before any second seed)."""
-    spreads = [v["spread"] for rs in arms.values() for v in seed_means(rs, "val", "miou").values()
-               if v["seeds"] > 1]
+    """What a campaign step must beat: the mean of :func:`seed_spreads` (NaN before any second seed)."""
+    spreads = seed_spreads(arms)
     return float(np.mean(spreads)) if spreads else float("nan")
 
 
