@@ -451,3 +451,25 @@ def campaign_verdict_table(verdicts: pd.DataFrame, changes: dict[str, str]) -> p
     table["seed spread (points)"] = [f"{100 * v:.1f}" if np.isfinite(v) else "" for v in verdicts["seed spread"]]
     table["decision"] = verdicts["decision"]
     return table
+
+
+def target_table(reached: dict[str, tuple[float, float, float] | None], targets: dict[str, float]) -> pd.DataFrame:
+    """Each target (rows) beside what was reached, in percent.
+
+    ``reached`` maps a target's name to ``(value, low, high)`` (shares; the 95 % interval may be NaN) or
+    to ``None`` while its runs are missing; ``targets`` maps the same names to the share aimed at. A target
+    is "met" when the point value reaches it, and the interval says whether it is clear of the target.
+    """
+    rows = {}
+    for name, target in targets.items():
+        value = reached.get(name)
+        if value is None:
+            rows[name] = {"target (%)": pct(target), "reached (%)": "not yet measured", "95 % interval": "",
+                          "met": "not yet"}
+            continue
+        point, low, high = value
+        rows[name] = {"target (%)": pct(target), "reached (%)": pct(point),
+                      "95 % interval": interval_text((low, high)) if np.isfinite(low) else "",
+                      "met": ("yes" if point >= target else "no")
+                      + (" (interval clear of it)" if np.isfinite(low) and (low > target or high < target) else "")}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("target")

@@ -124,3 +124,30 @@ def test_readme_final_choice():
     assert winner == "long"
     shown = {f"{v:.1f}" for v in table["mean validation mIoU (%)"]}
     assert len(shown) == 1 and f"validation mIoU, {shown.pop()} % each" in readme
+
+
+def test_readme_final_v2_paragraph():
+    """The confirmatory stage's paragraph: the ladder's last rung out of fold, and the campaign's seed spread."""
+    readme = _readme()
+    ladder = config.load_family(ROOT / "configs/ladder.yaml", profile="full")
+    rung = list(ladder)[-1]
+    final = [experiments.read_record(ladder[rung], fold, fold, ROOT / "results") for fold in ALL_FOLDS]
+    assert all(r is not None for r in final), f"the README quotes the final rung {rung}, but a fold has no record"
+    assert f"the ladder's `{rung}` rung" in readme
+    pooled = stats.pool_records(final, "test")
+    assert f"out-of-fold test mIoU of {_oof(final, 'miou')} %" in readme
+    assert f"defect mIoU of {_oof(final, 'defect_miou')} %" in readme
+    intervals = stats.group_bootstrap(pooled, "test", ("miou", "defect_miou"), n_boot=1000)
+    for key in ("miou", "defect_miou"):
+        assert f"{100 * intervals[key][0]:.1f} to {100 * intervals[key][1]:.1f}" in readme, key
+    classes = pooled["config"]["data"]["classes"][1:]
+    assert ", ".join(f"{c} {100 * pooled['test']['iou'][c]:.1f}" for c in classes) + " %" in readme
+    assert f"image AUROC {100 * pooled['test']['image_auroc']:.1f} %" in readme
+    alarms = stats.false_alarms(pooled, "test")
+    assert f"{100 * alarms['image_rate']:.1f} % of the {alarms['images']} images without a defect pixel" in readme
+    campaign = config.load_family(ROOT / "configs/campaign.yaml", profile="full")
+    runs = selection.campaign_records(lambda arm, fold, seed: experiments.read_record(campaign[arm], fold, seed,
+                                                                                        ROOT / "results"),
+                                      list(campaign), FOLDS)
+    spreads = selection.seed_spreads(runs)
+    assert f"up to {100 * max(spreads):.1f} points of validation mIoU ({100 * selection.seed_spread(runs):.1f} on average)" in readme

@@ -331,3 +331,14 @@ def test_seeds_pool_per_fold_with_their_spread():
     assert table.loc["mIoU (6 classes)", "fold 0 (2 seeds)"] == "42.0 (spread 4.0)"
     assert table.loc["mIoU (6 classes)", "largest seed spread"] == "4.0"
     assert table.loc["mIoU (6 classes)", "mean ± std over folds"] == "46.0 ± 5.7"
+
+
+def test_target_table_says_met_missed_and_not_yet():
+    table = report.target_table({"mIoU": (0.43, 0.37, 0.48), "AUROC": (0.96, 0.94, 0.97), "Break": None,
+                                 "random": (0.79, float("nan"), float("nan"))},
+                                {"mIoU": 0.50, "AUROC": 0.95, "Break": 0.15, "random": 0.78})
+    assert table.loc["mIoU", "met"] == "no (interval clear of it)"
+    assert table.loc["mIoU", "reached (%)"] == "43.0" and table.loc["mIoU", "95 % interval"] == "[37.0, 48.0]"
+    assert table.loc["AUROC", "met"] == "yes"   # the interval straddles the target
+    assert table.loc["Break", "met"] == "not yet" and table.loc["Break", "reached (%)"] == "not yet measured"
+    assert table.loc["random", "met"] == "yes" and table.loc["random", "95 % interval"] == ""
