@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,20 @@ def get_run(config: str | Path | dict, fold: int = 0, seed: int | None = None, *
     if not retrain and (record := read_record(cfg, fold, seed, results_root)) is not None:
         return record
     return train_run(cfg, fold, seed, progress=progress, results_root=results_root)
+
+
+def fold_runs(cfg: dict, folds: Sequence[int], seed_offset: int = 0, *, train: bool | None = None,
+              results_root: Path | None = None) -> list[dict]:
+    """The runs of a resolved config on ``folds``, each seeded with its fold plus ``seed_offset``.
+
+    With ``train`` (default: only in the smoke profile, where runs are short) a missing run is trained now
+    (:func:`get_run`); otherwise missing runs are left out, so a chapter shows what has landed and a long
+    campaign trains in its own queue.
+    """
+    train = cfg.get("profile") == "smoke" if train is None else train
+    if train:
+        return [get_run(cfg, fold, fold + seed_offset, results_root=results_root) for fold in folds]
+    return [r for fold in folds if (r := read_record(cfg, fold, fold + seed_offset, results_root)) is not None]
 
 
 # ----------------------------------------------------------------------------

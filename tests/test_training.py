@@ -232,3 +232,16 @@ def test_a_lost_checkpoint_is_restored_by_training_the_run_again(trained_run, fa
     restored.unlink()                                      # and on demand, when predictions need it
     masks = ex.get_predictions(record, "val", "none", progress=False, restore=True, results_root=copy)
     assert list(masks) == record["per_image"]["val"]["names"] and restored.is_file()
+
+
+def test_fold_runs_reads_what_landed_and_trains_only_when_asked(tmp_path, monkeypatch):
+    from defectlib import experiments
+    cfg = {"profile": "full", "name": "x"}
+    stored = {(0, 5): {"fold": 0, "seed": 5}, (2, 7): {"fold": 2, "seed": 7}}
+    monkeypatch.setattr(experiments, "read_record", lambda c, fold, seed, root=None: stored.get((fold, seed)))
+    trained = []
+    monkeypatch.setattr(experiments, "get_run", lambda c, fold, seed, results_root=None: trained.append((fold, seed)) or {"fold": fold})
+    assert [r["seed"] for r in experiments.fold_runs(cfg, (0, 1, 2), 5)] == [5, 7]
+    assert trained == []
+    experiments.fold_runs({**cfg, "profile": "smoke"}, (0, 1), 5)
+    assert trained == [(0, 5), (1, 6)]
