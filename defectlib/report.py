@@ -454,7 +454,7 @@ def campaign_verdict_table(verdicts: pd.DataFrame, changes: dict[str, str]) -> p
 
 
 def target_table(reached: dict[str, tuple[float, float, float] | None], targets: dict[str, float]) -> pd.DataFrame:
-    """Each target (rows) beside what was reached, in percent.
+    """Each target (rows) beside what was reached, in percent (chapter 7).
 
     ``reached`` maps a target's name to ``(value, low, high)`` (shares; the 95 % interval may be NaN) or
     to ``None`` while its runs are missing; ``targets`` maps the same names to the share aimed at. A target
