@@ -43,8 +43,8 @@ FINAL_RUNG = $(shell $(PY) -c "from defectlib import config; print(list(config.l
 reproduce: venv  ## full profile: every run of the report, then re-execute the notebooks in place
 	for cfg in configs/*.yaml; do $(PY) -m defectlib train --config $$cfg --fold $(FOLDS) || exit 1; done
 	$(PY) -m defectlib train --config configs/campaign.yaml --arm unetplusplus c256 --fold 0 1 2 --seed-offset 5
-	$(PY) -m defectlib train --config configs/ladder.yaml --fold 3 4
-	$(PY) -m defectlib train --config configs/ladder.yaml --arm $(FINAL_RUNG) --fold 0 1 2 3 4 --seed-offset 5
+	$(PY) -m defectlib train --config configs/ladder.yaml --fold 0 1 2 3 4 --predict test
+	$(PY) -m defectlib train --config configs/ladder.yaml --arm $(FINAL_RUNG) --fold 0 1 2 3 4 --seed-offset 5 --predict test
 	$(PY) -m defectlib train --config configs/ladder.yaml --arm $(FINAL_RUNG) --fold 0 1 2 3 4 --partition random
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
 

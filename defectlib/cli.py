@@ -65,7 +65,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import distributed
     from .config import load_config, load_family, on_partition, parse_assignments, read_yaml, resolve_config
-    from .experiments import get_run
+    from .experiments import get_predictions, get_run, predictions_path
 
     overrides = {**_data_overrides(args), **parse_assignments(args.set)}
     if "arms" in read_yaml(args.config):   # an experiment family: every arm (or --arm), fold by fold
@@ -91,6 +91,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
                     record = get_run(cfg, fold, seed, retrain=args.retrain)
                     if ctx.is_main:
                         _print_run(record)
+                        for split in args.predict or []:
+                            try:
+                                get_predictions(record, split, "none")
+                            except FileNotFoundError as err:   # a stored run whose checkpoint is gone: go on
+                                print(f"warning: {err}", file=sys.stderr, flush=True)
+                                continue
+                            print(f"{split} masks: {predictions_path(record, split, 'none').resolve()}", flush=True)
     finally:
         distributed.finish(ctx)
     return EXIT_OK
@@ -221,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seed-offset", type=int, metavar="N", help="one run per fold, seeded with the fold "
                        "plus N (5: chapter 6's second seeds)")
     p.add_argument("--retrain", action="store_true", help="train even if a record exists")
+    p.add_argument("--predict", nargs="+", choices=("val", "test"), metavar="SPLIT",
+                   help="also store each run's predicted masks of these parts of its fold (val, test) under "
+                        "<results>/predictions, while its checkpoint is here; a chapter can then show them later")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting of the config "
                    "(repeatable; checked against the schema like a YAML key), e.g. --set train.steps=400 "
                    "--set data.augment=d4; the run is then a run of another config, with its own hash")

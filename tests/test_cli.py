@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import write_crackforest_like
-from defectlib import inference, paths
+from defectlib import experiments, inference, paths
 from defectlib.cli import main
 from defectlib.download import sample_dataset
 
@@ -330,3 +330,23 @@ def test_gitignore_lets_through_only_the_released_checkpoints():
     assert ignored("results/checkpoints/baseline-000000000000-fold0-seed0.pt")   # own data, same config name
     assert ignored("results/checkpoints/final-long-000000000000-fold0-seed0.pt")
     assert ignored("my_data/defectlib-results/runs/x.json")
+
+
+def test_train_stores_the_predicted_masks_it_is_asked_for(tmp_path, monkeypatch, capsys, fake_training):
+    monkeypatch.setenv("DEFECTLIB_PROFILE", "smoke")
+    monkeypatch.setenv("DEFECTLIB_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("DEFECTLIB_DATA_DIR", str(sample_dataset()))
+    assert main(["train", "--config", "configs/baseline.yaml", "--fold", "1", "--predict", "test"]) == 0
+    out = capsys.readouterr().out
+    (record_path,) = (tmp_path / "runs").glob("baseline-*-fold1-seed1.json")
+    record = json.loads(record_path.read_text())
+    stored = experiments.predictions_path(record, "test", "none", tmp_path)
+    assert f"test masks: {stored.resolve()}" in out
+    masks = experiments.get_predictions(record, "test", "none", results_root=tmp_path)
+    assert len(masks) == record["split_sizes"]["test"]
+    stored.unlink()
+    (tmp_path / record["checkpoint"]["path"]).unlink()   # a stored run whose checkpoint is gone: warned, not fatal
+    assert main(["train", "--config", "configs/baseline.yaml", "--fold", "1", "--predict", "test"]) == 0
+    assert "warning:" in capsys.readouterr().err and not stored.exists()
+    with pytest.raises(SystemExit):   # argparse names the choices
+        main(["train", "--config", "configs/baseline.yaml", "--fold", "1", "--predict", "vals"])
