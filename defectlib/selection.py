@@ -258,7 +258,8 @@ def seed_spread(arms: dict[str, Sequence[dict]]) -> float:
 
 
 def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
-                      folds: Sequence[int] = (0, 1, 2), spread: float | None = None) -> pd.DataFrame:
+                      folds: Sequence[int] = (0, 1, 2), spread: float | None = None,
+                      last_budget: bool = False) -> pd.DataFrame:
     """Chapter 6's rule for the campaign, on validation only: one row per arm other than ``reference``.
 
     Every arm changes one thing of the reference recipe and runs the reference's budget on ``folds``.
@@ -270,6 +271,10 @@ def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
 
     ``spread``, when given, is a seed spread measured in another comparison (the doubled-budget follow-up
     of :func:`doubled_budget_arms` reads the campaign's own); these arms then need no second seeds.
+
+    An arm is ``not converged`` as soon as one landed run of it or of the reference is still rising, before
+    its other folds land: no later run can make every run converged. At the follow-up's last budget
+    (``last_budget=True``, :data:`FOLLOW_UP_DOUBLINGS`) such an arm is ``not kept (still rising)``.
     """
     if spread is None:
         spread = seed_spread(arms)
@@ -287,10 +292,10 @@ def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
         complete = all(f in own and f in ref for f in folds)
         gains = {f"gain on fold {f}": own[f] - ref[f] if f in own and f in ref else float("nan") for f in folds}
         mean_gain = float(np.mean(list(gains.values()))) if complete else float("nan")
-        if not complete:
+        if not all(converged(r) for r in (*runs, *arms[reference])):
+            decision = "not kept (still rising)" if last_budget else "not converged"
+        elif not complete:
             decision = "waiting for runs"
-        elif not all(converged(r) for r in (*runs, *arms[reference])):
-            decision = "not converged"
         elif not seeded:
             decision = "waiting for second seeds"
         else:
@@ -302,13 +307,20 @@ def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
     return table
 
 
+#: How many times the campaign's follow-up doubles the budget of an arm still rising (4000, then 8000, then
+#: 16000 steps). Committed after d4-8000's fold-0 run ended still rising and before any other 8000-step or
+#: 16000-step run of the follow-up landed; until then the rule said nothing of an arm still rising at 8000.
+FOLLOW_UP_DOUBLINGS = 2
+
+
 def doubled_budget_arms(verdicts: pd.DataFrame) -> list[str]:
     """The arms :func:`campaign_verdicts` could not judge because a run was still rising at the budget.
 
     Each is compared again, with the reference, at twice the budget on the same folds and first seeds
     (the calibration's doubling, :func:`budget_verdict`), judged by :func:`campaign_verdicts` against the
-    doubled reference with the campaign's seed spread. An arm kept there brings the doubled budget into
-    the final recipe.
+    doubled reference with the campaign's seed spread. An arm kept there brings its budget into the final
+    recipe; one still rising there is doubled again, at most :data:`FOLLOW_UP_DOUBLINGS` times in all, and
+    at the last doubling it is not kept (``campaign_verdicts(..., last_budget=True)``).
     """
     return [arm for arm, decision in verdicts["decision"].items() if decision == "not converged"]
 

@@ -84,6 +84,36 @@ def test_an_arm_still_rising_goes_to_the_doubled_budget_judged_with_the_campaign
     assert selection.campaign_verdicts(doubled, "reference").loc["rising", "decision"] == "waiting for second seeds"
 
 
+def test_one_run_still_rising_leaves_the_arm_unconverged_before_its_other_folds_land():
+    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
+    doubled = {"reference": arm(0.42), "rising": [run(0, 0, 0.47, rising)]}          # fold 0 of three landed
+    spread = 0.038
+    verdicts = selection.campaign_verdicts(doubled, "reference", spread=spread)
+    assert verdicts.loc["rising", "decision"] == "not converged"
+    assert selection.doubled_budget_arms(verdicts) == ["rising"]
+    doubled["rising"] = arm(0.47)                                                     # the same run, flat
+    assert selection.campaign_verdicts(doubled, "reference", spread=spread).loc["rising", "decision"] \
+        == "waiting for runs"
+
+
+def test_an_arm_still_rising_at_the_last_doubling_is_not_kept():
+    assert selection.FOLLOW_UP_DOUBLINGS == 2                                         # 4000 -> 8000 -> 16000
+    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
+    last = {"reference": arm(0.42, 0.37, 0.40), "rising": [run(0, 0, 0.60, rising), *arm(0.60, 0.60)[1:]]}
+    assert selection.campaign_verdicts(last, "reference", spread=0.038, last_budget=True) \
+        .loc["rising", "decision"] == "not kept (still rising)"
+    verdicts = selection.campaign_verdicts(last, "reference", spread=0.038, last_budget=True)
+    assert selection.kept_steps(verdicts, {"rising": "augmentation"}) == []
+    # a reference still rising at the last budget leaves the arm unjudged too, so it is not kept
+    last = {"reference": [run(0, 0, 0.42, rising), *arm(0.42, 0.37, 0.40)[1:]], "flat": arm(0.60, 0.60, 0.60)}
+    assert selection.campaign_verdicts(last, "reference", spread=0.038, last_budget=True) \
+        .loc["flat", "decision"] == "not kept (still rising)"
+    # a converged arm at the last budget is judged as at any other
+    last = {"reference": arm(0.42, 0.37, 0.40), "flat": arm(0.47, 0.42, 0.45)}
+    assert selection.campaign_verdicts(last, "reference", spread=0.038, last_budget=True) \
+        .loc["flat", "decision"] == "kept"
+
+
 def test_an_arm_still_rising_gets_no_second_seed_at_the_budget():
     rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
     arms = {"reference": arm(0.40, 0.35, 0.38),
