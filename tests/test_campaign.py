@@ -104,6 +104,10 @@ def test_an_arm_still_rising_at_the_last_doubling_is_not_kept():
         .loc["rising", "decision"] == "not kept (still rising)"
     verdicts = selection.campaign_verdicts(last, "reference", spread=0.038, last_budget=True)
     assert selection.kept_steps(verdicts, {"rising": "augmentation"}) == []
+    # decided by the arm's first run, before any run of the reference has landed
+    first = {"reference": [], "rising": [run(0, 0, 0.60, rising)]}
+    assert selection.campaign_verdicts(first, "reference", spread=0.038, last_budget=True) \
+        .loc["rising", "decision"] == "not kept (still rising)"
     # a reference still rising at the last budget leaves the arm unjudged too, so it is not kept
     last = {"reference": [run(0, 0, 0.42, rising), *arm(0.42, 0.37, 0.40)[1:]], "flat": arm(0.60, 0.60, 0.60)}
     assert selection.campaign_verdicts(last, "reference", spread=0.038, last_budget=True) \
