@@ -7,6 +7,7 @@ import pytest
 from defectlib import selection
 
 FLAT = [0.2, 0.3, 0.35, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]   # converged whatever its level
+RISING = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]   # a new best in its last fifth
 
 
 def run(fold, seed, val, curve=None, test=0.0):
@@ -62,17 +63,15 @@ def test_nothing_is_decided_before_the_runs_and_the_second_seeds_are_there():
 
 
 def test_a_step_still_rising_at_the_budget_is_not_judged():
-    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
     arms = {"reference": arm(0.40, 0.35, 0.38, second=[0.41, 0.36, 0.38]),
-            "rising": [run(0, 0, 0.45, rising), run(1, 1, 0.45), run(2, 2, 0.45),
+            "rising": [run(0, 0, 0.45, RISING), run(1, 1, 0.45), run(2, 2, 0.45),
                        run(0, 5, 0.45), run(1, 6, 0.45), run(2, 7, 0.45)]}
     assert selection.campaign_verdicts(arms, "reference").loc["rising", "decision"] == "not converged"
 
 
 def test_an_arm_still_rising_goes_to_the_doubled_budget_judged_with_the_campaigns_spread():
-    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
     arms = {"reference": arm(0.40, 0.35, 0.38, second=[0.41, 0.36, 0.38]),
-            "rising": [run(0, 0, 0.45, rising), run(1, 1, 0.45), run(2, 2, 0.45)],
+            "rising": [run(0, 0, 0.45, RISING), run(1, 1, 0.45), run(2, 2, 0.45)],
             "flat": arm(0.41, 0.36, 0.38, second=[0.41, 0.36, 0.37])}
     verdicts = selection.campaign_verdicts(arms, "reference")
     assert selection.doubled_budget_arms(verdicts) == ["rising"]
@@ -85,8 +84,7 @@ def test_an_arm_still_rising_goes_to_the_doubled_budget_judged_with_the_campaign
 
 
 def test_one_run_still_rising_leaves_the_arm_unconverged_before_its_other_folds_land():
-    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
-    doubled = {"reference": arm(0.42), "rising": [run(0, 0, 0.47, rising)]}          # fold 0 of three landed
+    doubled = {"reference": arm(0.42), "rising": [run(0, 0, 0.47, RISING)]}          # fold 0 of three landed
     spread = 0.038
     verdicts = selection.campaign_verdicts(doubled, "reference", spread=spread)
     assert verdicts.loc["rising", "decision"] == "not converged"
@@ -98,18 +96,16 @@ def test_one_run_still_rising_leaves_the_arm_unconverged_before_its_other_folds_
 
 def test_an_arm_still_rising_at_the_last_doubling_is_not_kept():
     assert selection.FOLLOW_UP_DOUBLINGS == 2                                         # 4000 -> 8000 -> 16000
-    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
-    last = {"reference": arm(0.42, 0.37, 0.40), "rising": [run(0, 0, 0.60, rising), *arm(0.60, 0.60)[1:]]}
-    assert selection.campaign_verdicts(last, "reference", spread=0.038, last_budget=True) \
-        .loc["rising", "decision"] == "not kept (still rising)"
+    last = {"reference": arm(0.42, 0.37, 0.40), "rising": [run(0, 0, 0.60, RISING), *arm(0.60, 0.60)[1:]]}
     verdicts = selection.campaign_verdicts(last, "reference", spread=0.038, last_budget=True)
+    assert verdicts.loc["rising", "decision"] == "not kept (still rising)"
     assert selection.kept_steps(verdicts, {"rising": "augmentation"}) == []
     # decided by the arm's first run, before any run of the reference has landed
-    first = {"reference": [], "rising": [run(0, 0, 0.60, rising)]}
+    first = {"reference": [], "rising": [run(0, 0, 0.60, RISING)]}
     assert selection.campaign_verdicts(first, "reference", spread=0.038, last_budget=True) \
         .loc["rising", "decision"] == "not kept (still rising)"
     # a reference still rising at the last budget leaves the arm unjudged too, so it is not kept
-    last = {"reference": [run(0, 0, 0.42, rising), *arm(0.42, 0.37, 0.40)[1:]], "flat": arm(0.60, 0.60, 0.60)}
+    last = {"reference": [run(0, 0, 0.42, RISING), *arm(0.42, 0.37, 0.40)[1:]], "flat": arm(0.60, 0.60, 0.60)}
     assert selection.campaign_verdicts(last, "reference", spread=0.038, last_budget=True) \
         .loc["flat", "decision"] == "not kept (still rising)"
     # a converged arm at the last budget is judged as at any other
@@ -119,9 +115,8 @@ def test_an_arm_still_rising_at_the_last_doubling_is_not_kept():
 
 
 def test_an_arm_still_rising_gets_no_second_seed_at_the_budget():
-    rising = [0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.37, 0.39, 0.42]
     arms = {"reference": arm(0.40, 0.35, 0.38),
-            "rising": [run(0, 0, 0.50, rising), run(1, 1, 0.45), run(2, 2, 0.45)],   # best mean, fold 0 rising
+            "rising": [run(0, 0, 0.50, RISING), run(1, 1, 0.45), run(2, 2, 0.45)],   # best mean, fold 0 rising
             "flat": arm(0.41, 0.36, 0.38),
             "worse": arm(0.30, 0.30, 0.30)}
     assert selection.second_seed_arms(arms) == ["flat", "reference"]
