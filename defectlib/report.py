@@ -453,6 +453,25 @@ def campaign_verdict_table(verdicts: pd.DataFrame, changes: dict[str, str]) -> p
     return table
 
 
+def budget_table(runs_by_budget: dict[int, dict[str, Sequence[dict]]]) -> pd.DataFrame:
+    """Validation mIoU of the same arms trained at several budgets, one row per arm and fold (first seeds:
+    seed = fold), one column per budget in steps, in percent; blank where an arm has no run at a budget.
+
+    ``runs_by_budget`` maps a budget to ``{arm: records}``; an arm keeps its name across budgets.
+    """
+    rows: dict[tuple[str, int], dict[str, str]] = {}
+    for steps, arms in sorted(runs_by_budget.items()):
+        for arm, records in arms.items():
+            for r in records:
+                if r["seed"] == r["fold"]:
+                    rows.setdefault((arm, r["fold"]), {})[f"{steps} steps"] = pct(metric(r, "val", "miou"))
+    columns = [f"{steps} steps" for steps in sorted(runs_by_budget)]
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns).fillna("")
+    if len(table):
+        table.index = pd.MultiIndex.from_tuples(table.index, names=["arm", "fold"])
+    return table.sort_index()
+
+
 def target_table(reached: dict[str, tuple[float, float, float] | None], targets: dict[str, float]) -> pd.DataFrame:
     """Each target (rows) beside what was reached, in percent (chapter 7).
 

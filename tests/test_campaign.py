@@ -153,6 +153,20 @@ def test_the_campaign_tables_show_every_run_and_every_decision():
     assert verdicts.loc["big", "decision"] == "waiting for second seeds"   # the reference, second best, has one seed
 
 
+def test_the_budget_table_puts_each_arm_and_fold_on_a_row_and_each_budget_in_a_column():
+    from defectlib import report
+
+    four = {"reference": arm(0.40, 0.35, 0.38, second=[0.42, 0.36, 0.37]), "d4": arm(0.45, 0.40, 0.41)}
+    eight = {"reference": arm(0.49, 0.35, 0.38)[:1], "d4": arm(0.53, 0.40, 0.41)[:1]}
+    table = report.budget_table({8000: eight, 4000: four})
+    assert list(table.columns) == ["4000 steps", "8000 steps"]
+    assert table.loc[("reference", 0), "4000 steps"] == "40.0"    # the first seed; the second is left out
+    assert table.loc[("reference", 0), "8000 steps"] == "49.0"
+    assert table.loc[("d4", 2), "8000 steps"] == ""                 # no run at that budget
+    assert len(table) == 6
+    assert report.budget_table({4000: {}}).empty
+
+
 def test_the_campaign_runs_table_shows_image_level_validation_where_records_have_it():
     from defectlib import report
 
