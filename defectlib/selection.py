@@ -325,9 +325,9 @@ def doubled_budget_arms(verdicts: pd.DataFrame) -> list[str]:
     return [arm for arm, decision in verdicts["decision"].items() if decision == "not converged"]
 
 
-def budget_step_verdict(calibrated: Sequence[dict], longer: Sequence[dict], spread: float,
+def budget_step_verdict(calibrated: Sequence[dict], longer: Sequence[dict], steps: int, spread: float,
                         folds: Sequence[int] = (0, 1, 2)) -> pd.DataFrame:
-    """The follow-up's last budget judged as a step of its own: the reference recipe at the longer budget
+    """The follow-up's last budget judged as a step of its own: the reference recipe at ``steps``
     (``longer``, first seeds on ``folds``) against the same recipe at the calibrated budget
     (``calibrated``), by :func:`campaign_verdicts` at the last budget with the campaign's ``spread``.
 
@@ -335,13 +335,15 @@ def budget_step_verdict(calibrated: Sequence[dict], longer: Sequence[dict], spre
     before any step judged at that budget; a run of either still rising means ``not kept (still rising)``.
     Added after d4's three 16000-step runs had landed and before any 16000-step reference run landed: until
     then a longer budget could enter the final recipe only through a kept arm (:func:`doubled_budget_arms`).
+
+    Raises:
+        ValueError: a run of ``longer`` trained for another number of steps.
     """
-    steps = {r["config"]["train"]["steps"] for r in longer}
-    if len(steps) > 1:
-        raise ValueError(f"the longer runs need one step budget, got {sorted(steps)}")
-    name = f"{steps.pop()} steps" if steps else "longer budget"
-    return campaign_verdicts({"calibrated": list(calibrated), name: list(longer)}, "calibrated", folds,
-                             spread=spread, last_budget=True)
+    other = sorted({r["config"]["train"]["steps"] for r in longer} - {steps})
+    if other:
+        raise ValueError(f"the longer runs should train for {steps} steps, not {other}")
+    return campaign_verdicts({"calibrated": list(calibrated), f"{steps} steps": list(longer)}, "calibrated",
+                             folds, spread=spread, last_budget=True)
 
 
 def kept_steps(verdicts: pd.DataFrame, factors: dict[str, str]) -> list[str]:

@@ -118,20 +118,17 @@ def test_the_longer_budget_is_a_step_only_when_the_reference_gains_more_than_the
     calibrated = arm(0.40, 0.35, 0.38)
     at_16000 = lambda runs: [{**r, "config": {"train": {"steps": 16000}}} for r in runs]
     longer = at_16000(arm(0.45, 0.40, 0.43))
-    verdict = selection.budget_step_verdict(calibrated, longer, spread=0.038)
+    verdict = selection.budget_step_verdict(calibrated, longer, 16000, spread=0.038)
     assert list(verdict.index) == ["16000 steps"]
     assert verdict.loc["16000 steps", "mean gain"] == pytest.approx(0.05)
-    assert verdict.loc["16000 steps", "decision"] == "kept"
-    assert selection.budget_step_verdict(calibrated, longer, spread=0.06).loc["16000 steps", "decision"] \
-        == "not kept"
-    assert selection.budget_step_verdict(calibrated, longer[:2], spread=0.038).loc["16000 steps", "decision"] \
-        == "waiting for runs"
-    rising = at_16000([run(0, 0, 0.50, RISING)]) + longer[1:]
-    assert selection.budget_step_verdict(calibrated, rising, spread=0.038).iloc[0]["decision"] \
-        == "not kept (still rising)"
-    assert selection.budget_step_verdict(calibrated, [], spread=0.038).iloc[0]["decision"] == "waiting for runs"
-    with pytest.raises(ValueError, match="one step budget"):
-        selection.budget_step_verdict(calibrated, [*longer, run(0, 5, 0.4)], spread=0.038)
+    decide = lambda runs, spread=0.038: \
+        selection.budget_step_verdict(calibrated, runs, 16000, spread).loc["16000 steps", "decision"]
+    assert decide(longer) == "kept"
+    assert decide(longer, spread=0.06) == "not kept"
+    assert decide(longer[:2]) == decide([]) == "waiting for runs"
+    assert decide(at_16000([run(0, 0, 0.50, RISING)]) + longer[1:]) == "not kept (still rising)"
+    with pytest.raises(ValueError, match="16000 steps, not \\[4000\\]"):
+        decide([*longer, run(0, 5, 0.4)])
 
 
 def test_an_arm_still_rising_gets_no_second_seed_at_the_budget():
