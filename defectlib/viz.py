@@ -210,6 +210,40 @@ def plot_ladder(ladder, keys: Sequence[str] = ("miou", "defect_miou"),
     return fig
 
 
+def plot_budget_curves(runs_by_budget: dict[int, dict[str, Sequence[dict]]], key: str = "val_miou"):
+    """Validation curves of the same arms trained at several budgets, one panel per fold (first seeds:
+    seed = fold): colour is the arm, line style the budget, the x axis the optimizer step, and each run's
+    chosen checkpoint (its best validation) is ringed.
+
+    ``runs_by_budget`` maps a budget in steps to ``{arm: records}`` as for
+    :func:`defectlib.report.budget_table`.
+    """
+
+    runs = [(steps, arm, r) for steps, arms in sorted(runs_by_budget.items()) for arm, records in arms.items()
+            for r in records if r["seed"] == r["fold"]]
+    folds = sorted({r["fold"] for _, _, r in runs})
+    arms = list(dict.fromkeys(arm for _, arm, _ in runs))
+    styles = dict(zip(sorted(runs_by_budget), ("-", "--", ":", "-.")))
+    fig, axes = plt.subplots(1, max(len(folds), 1), figsize=(11, 4.4), sharey=True, squeeze=False)
+    panel = dict(zip(folds, axes[0]))
+    for steps, arm, r in runs:
+        ax, color = panel[r["fold"]], f"C{arms.index(arm)}"
+        x, y = [e["step"] for e in r["history"]], [100 * e[key] for e in r["history"]]
+        ax.plot(x, y, styles[steps], color=color, lw=1.4, label=f"{arm}, {steps} steps")
+        best = int(np.argmax(y))
+        ax.plot(x[best], y[best], "o", mfc="none", mec=color, ms=9)
+    for fold, ax in panel.items():
+        ax.set_title(f"fold {fold}")
+        ax.set_xlabel("optimizer step")
+    axes[0, 0].set_ylabel(key.replace("val_", "validation ").replace("_", " ").replace("miou", "mIoU") + " (%)")
+    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
+    order = [f"{arm}, {steps} steps" for steps in sorted(runs_by_budget) for arm in arms]
+    handles = {label: handles[label] for label in order if label in handles}   # a legend column per budget
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=max(len(styles), 1), bbox_to_anchor=(0.5, 0))
+    return fig
+
+
 #: A defect covering less than this share of its image is shown zoomed (see :func:`zoom_box`).
 ZOOM_BELOW = 0.02
 

@@ -114,3 +114,25 @@ def test_case_and_strip_plots_zoom_small_defects_and_draw_one_error_legend():
     strip = viz.plot_class_strip([{"title": "Blowhole", "image": image, "truth": small, "pred": small},
                                   {"title": "Uneven", "image": image, "truth": large, "pred": large}])
     assert [ax.get_title() for ax in strip.axes[:3]] == ["Blowhole", "Uneven", "truth (zoomed)"]
+
+
+def test_plot_budget_curves_draws_each_first_seed_run_in_its_fold_with_its_best_ringed():
+    import matplotlib
+    matplotlib.use("Agg")
+
+    def run(fold, seed, values, every):
+        return {"fold": fold, "seed": seed,
+                "history": [{"step": every * (i + 1), "val_miou": v} for i, v in enumerate(values)]}
+
+    runs = {4000: {"reference": [run(0, 0, [0.3, 0.5, 0.4], 400), run(1, 1, [0.2, 0.3, 0.1], 400)],
+                   "d4": [run(0, 5, [0.9, 0.9, 0.9], 400)]},          # a second seed: not drawn
+            16000: {"reference": [run(0, 0, [0.1, 0.2, 0.6], 1600)]}}
+    fig = viz.plot_budget_curves(runs)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["fold 0", "fold 1"]
+    assert [len(ax.lines) for ax in panels] == [4, 2]                 # a curve and its ringed best per run
+    curve, best = panels[0].lines[2], panels[0].lines[3]              # fold 0 at 16000 steps
+    assert list(curve.get_xdata()) == [1600, 3200, 4800] and curve.get_linestyle() == "--"
+    assert list(best.get_xdata()) == [4800] and best.get_ydata()[0] == 60.0
+    assert panels[0].lines[0].get_color() == panels[1].lines[0].get_color()   # one colour per arm across folds
+    assert len(viz.plot_budget_curves({}).axes) == 1 == len(viz.plot_budget_curves({4000: {"reference": []}}).axes)
