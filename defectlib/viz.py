@@ -142,6 +142,11 @@ def plot_paired_intervals(intervals, reference: str, keys: Sequence[str] = ("mio
     return fig
 
 
+def _curve_label(key: str) -> str:
+    """A history key as a label: ``val_defect_miou`` -> ``validation defect mIoU``."""
+    return key.replace("val_", "validation ").replace("_", " ").replace("miou", "mIoU").replace("iou", "IoU")
+
+
 def plot_arm_curves(arms: dict, keys: Sequence[str] = ("val_miou", "val_defect_miou", "val_binary_defect_iou"),
                     highlight: Sequence[str] = ()):
     """Validation curves of every arm, each the mean over its runs per epoch, one panel per key;
@@ -155,8 +160,7 @@ def plot_arm_curves(arms: dict, keys: Sequence[str] = ("val_miou", "val_defect_m
             curve = np.mean([[e[key] for e in r["history"][:n]] for r in records], axis=0)
             ax.plot(range(1, n + 1), 100 * curve, color=colors[arm], lw=2.6 if arm in highlight else 1.0, label=arm)
         ax.set_xlabel("epoch")
-        ax.set_title(key.replace("val_", "validation ").replace("_", " ").replace("miou", "mIoU")
-                     .replace("iou", "IoU"))
+        ax.set_title(_curve_label(key))
     axes[0, 0].set_ylabel("percent")
     rows = -(-len(arms) // 5)
     fig.tight_layout(rect=(0, 0.08 * rows, 1, 1))
@@ -225,20 +229,19 @@ def plot_budget_curves(runs_by_budget: dict[int, dict[str, Sequence[dict]]], key
     arms = list(dict.fromkeys(arm for _, arm, _ in runs))
     styles = dict(zip(sorted(runs_by_budget), ("-", "--", ":", "-.")))
     fig, axes = plt.subplots(1, max(len(folds), 1), figsize=(11, 4.4), sharey=True, squeeze=False)
-    panel = dict(zip(folds, axes[0]))
+    panel, handles = dict(zip(folds, axes[0])), {}
     for steps, arm, r in runs:
         ax, color = panel[r["fold"]], f"C{arms.index(arm)}"
         x, y = [e["step"] for e in r["history"]], [100 * e[key] for e in r["history"]]
-        ax.plot(x, y, styles[steps], color=color, lw=1.4, label=f"{arm}, {steps} steps")
-        best = int(np.argmax(y))
+        handles[(steps, arms.index(arm))], = ax.plot(x, y, styles[steps], color=color, lw=1.4,
+                                                     label=f"{arm}, {steps} steps")
+        best = int(np.argmax(y))   # training keeps the first best (a strict rise)
         ax.plot(x[best], y[best], "o", mfc="none", mec=color, ms=9)
     for fold, ax in panel.items():
         ax.set_title(f"fold {fold}")
         ax.set_xlabel("optimizer step")
-    axes[0, 0].set_ylabel(key.replace("val_", "validation ").replace("_", " ").replace("miou", "mIoU") + " (%)")
-    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
-    order = [f"{arm}, {steps} steps" for steps in sorted(runs_by_budget) for arm in arms]
-    handles = {label: handles[label] for label in order if label in handles}   # a legend column per budget
+    axes[0, 0].set_ylabel(_curve_label(key) + " (%)")
+    handles = {h.get_label(): h for _, h in sorted(handles.items())}   # a legend column per budget
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=max(len(styles), 1), bbox_to_anchor=(0.5, 0))
     return fig
