@@ -145,9 +145,33 @@ def test_readme_final_v2_paragraph():
     assert f"image AUROC {100 * pooled['test']['image_auroc']:.1f} %" in readme
     alarms = stats.false_alarms(pooled, "test")
     assert f"{100 * alarms['image_rate']:.1f} % of the {alarms['images']} images without a defect pixel" in readme
-    campaign = config.load_family(ROOT / "configs/campaign.yaml", profile="full")
-    runs = selection.campaign_records(lambda arm, fold, seed: experiments.read_record(campaign[arm], fold, seed,
-                                                                                        ROOT / "results"),
-                                      list(campaign), FOLDS)
+    runs = _campaign_runs()
     spreads = selection.seed_spreads(runs)
     assert f"up to {100 * max(spreads):.1f} points of validation mIoU ({100 * selection.seed_spread(runs):.1f} on average)" in readme
+
+
+def _campaign_runs() -> dict[str, list[dict]]:
+    campaign = config.load_family(ROOT / "configs/campaign.yaml", profile="full")
+    return selection.campaign_records(lambda arm, fold, seed: experiments.read_record(campaign[arm], fold, seed,
+                                                                                       ROOT / "results"),
+                                      list(campaign), FOLDS)
+
+
+def test_readme_16000_step_decisions():
+    """The README's account of the follow-up's last budget: d4 against the reference at 16000 steps, and the
+    16000-step budget against 4000, with the gains and decisions chapter 6's rule gives."""
+    readme = _readme()
+    longer = config.load_family(ROOT / "configs/campaign_16000.yaml", profile="full")
+    runs = {arm: [experiments.read_record(cfg, f, f, ROOT / "results") for f in FOLDS] for arm, cfg in longer.items()}
+    if any(r is None for rs in runs.values() for r in rs):
+        pytest.skip("not every 16000-step record is committed")
+    spread = selection.seed_spread(_campaign_runs())
+    d4 = selection.campaign_verdicts(runs, "reference-16000", FOLDS, spread=spread, last_budget=True).loc["d4-16000"]
+    gains = ", ".join(f"{100 * d4[f'gain on fold {f}']:+.1f}" for f in FOLDS[:-1])
+    assert f"gained {gains} and {100 * d4[f'gain on fold {FOLDS[-1]}']:+.1f} points on folds 0-2" in readme
+    assert f"a mean gain of {100 * d4['mean gain']:.1f} points, under the spread, so it is not kept" in readme
+    assert d4["decision"] == "not kept"
+    budget = selection.budget_step_verdict(_records_of("configs/native_c192.yaml", FOLDS), runs["reference-16000"],
+                                           16000, spread, FOLDS).iloc[0]
+    assert budget["decision"] == "not kept"
+    assert f"judged against 4000 steps (a mean gain of {100 * budget['mean gain']:.1f} points)" in readme
