@@ -257,6 +257,10 @@ def seed_spread(arms: dict[str, Sequence[dict]]) -> float:
     return float(np.mean(spreads)) if spreads else float("nan")
 
 
+#: The decisions of :func:`campaign_verdicts` that a later run can still change.
+PENDING_DECISIONS = frozenset({"waiting for runs", "waiting for second seeds", "not converged"})
+
+
 def campaign_verdicts(arms: dict[str, Sequence[dict]], reference: str,
                       folds: Sequence[int] = (0, 1, 2), spread: float | None = None,
                       last_budget: bool = False) -> pd.DataFrame:

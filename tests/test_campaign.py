@@ -62,6 +62,21 @@ def test_nothing_is_decided_before_the_runs_and_the_second_seeds_are_there():
     assert math.isnan(selection.seed_spread(arms))
 
 
+def test_pending_decisions_are_exactly_the_ones_a_later_run_can_change():
+    scenarios = [{"reference": arm(0.40, 0.35, 0.38), "big": arm(0.45, 0.40, 0.41), "partial": arm(0.5, 0.5)},
+                 {"reference": arm(0.40, 0.35, 0.38, second=[0.41, 0.36, 0.38]),
+                  "rising": [run(0, 0, 0.45, RISING)]},
+                 {"reference": arm(0.40, 0.35, 0.38),
+                  "big": arm(0.45, 0.40, 0.41, second=[0.44, 0.41, 0.42]),
+                  "small": arm(0.42, 0.36, 0.38, second=[0.40, 0.36, 0.37])}]
+    seen = {d for arms in scenarios for d in selection.campaign_verdicts(arms, "reference")["decision"]}
+    assert seen == {"waiting for runs", "waiting for second seeds", "not converged", "kept", "not kept"}
+    assert seen - {"kept", "not kept"} == selection.PENDING_DECISIONS
+    last = selection.campaign_verdicts(scenarios[1], "reference", spread=0.01, last_budget=True)
+    assert list(last["decision"]) == ["not kept (still rising)"]
+    assert "not kept (still rising)" not in selection.PENDING_DECISIONS
+
+
 def test_a_step_still_rising_at_the_budget_is_not_judged():
     arms = {"reference": arm(0.40, 0.35, 0.38, second=[0.41, 0.36, 0.38]),
             "rising": [run(0, 0, 0.45, RISING), run(1, 1, 0.45), run(2, 2, 0.45),
