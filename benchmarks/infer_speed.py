@@ -5,8 +5,10 @@ uint8 activations with MinMax ranges) calibrated on ``--calibration-images``
 training images of the checkpoint's fold.  It is measured here only: it loses
 more accuracy than the library accepts for an export option (chapter 9).
 
-For each engine: images/s of the network at the checkpoint's input size
-(256 px), batch 8, the median of interleaved repetitions (so that a slow
+For each engine: images/s of the network on the first ``--batch`` test images
+as evaluation feeds them (squashed input: one batch at the checkpoint's input
+size; native input: one image at a time at its own size, padded and tiled as
+in evaluation), the median of interleaved repetitions (so that a slow
 moment of the machine hits every engine alike), its ratio to PyTorch fp32,
 and the mIoU and defect mIoU of the same engine on the checkpoint's test
 fold at native resolution, all measured in this one run.  Writes the table
@@ -109,13 +111,16 @@ def main() -> None:
             "ONNX Runtime int8 (static)": (OnnxAsModule(export.OnnxModel(int8_path, args.threads)), "fp32", False),
         }
         test = run_data.make_dataset(cfg, run_data.fold_samples(cfg, fold)["test"], progress=True)
-        batch = torch.stack([test[i]["image"] for i in range(min(args.batch, len(test)))])
+        images = [test[i]["image"] for i in range(min(args.batch, len(test)))]
+        # native images differ in size, so they go one at a time, as evaluate() feeds them
+        inputs = [image[None] for image in images] if test.prep.native else [torch.stack(images)]
 
         @torch.no_grad()
         def step(name: str) -> float:
             module, precision, cl = engines[name]
             t = time.perf_counter()
-            models.logits(module, batch, precision, cl)
+            for x in inputs:
+                test.prep.forward(lambda b: models.logits(module, b, precision, cl), x)
             return time.perf_counter() - t
 
         medians = interleaved_medians(engines, step, args.repeats)
@@ -123,16 +128,20 @@ def main() -> None:
         for name, (module, precision, cl) in engines.items():
             metrics = training.evaluate(module, test, classes, precision=precision, channels_last=cl,
                                         progress=True, desc=name)
-            rows.append({"engine": name, "images_per_second": len(batch) / medians[name],
+            rows.append({"engine": name, "images_per_second": len(images) / medians[name],
                          "test_miou": metrics["miou"], "test_defect_miou": metrics["defect_miou"]})
     base = rows[0]["images_per_second"]
     for row in rows:
         row["ratio"] = row["images_per_second"] / base
     result = {"checkpoint": str(args.checkpoint), "fold": fold, "test_images": len(test), "threads": args.threads,
-              "batch": len(batch), "image_size": cfg["data"]["image_size"], "repeats": args.repeats,
+              "batch": len(images), "input": cfg["data"]["input"],
+              "image_size": None if test.prep.native else cfg["data"]["image_size"],
+              "native_sizes": [list(image.shape[-2:]) for image in images] if test.prep.native else None,
+              "repeats": args.repeats,
               "calibration_images": len(calibration),
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "rows": rows}
-    print(f"threads {args.threads}, batch {len(batch)}, {cfg['data']['image_size']} px, median of {args.repeats} "
+    shape = "native size, one image at a time" if test.prep.native else f"{cfg['data']['image_size']} px, one batch"
+    print(f"threads {args.threads}, {len(images)} images, {shape}, median of {args.repeats} "
           f"interleaved batches; accuracy on the {len(test)} test images of fold {fold}")
     print(f"{'engine':<32}{'img/s':>8}{'ratio':>8}{'test mIoU':>11}{'defect mIoU':>13}")
     for row in rows:
