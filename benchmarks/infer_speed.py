@@ -33,7 +33,7 @@ from defectlib.paths import project_root
 from defectlib.preprocess import pad_to_stride
 from timing import interleaved_medians
 
-DEFAULT_CHECKPOINT = "results/checkpoints/final-long-c54d2f812675-fold0-seed0.pt"   # the released model
+DEFAULT_CHECKPOINT = "results/checkpoints/native-c192-514d787a2232-fold0-seed5.pt"   # the released model
 DEFAULT_OUT = "benchmarks/results/infer_speed.json"
 
 

@@ -175,3 +175,26 @@ def test_readme_16000_step_decisions():
                                            16000, spread, FOLDS).iloc[0]
     assert budget["decision"] == "not kept"
     assert f"judged against 4000 steps (a mean gain of {100 * budget['mean gain']:.1f} points)" in readme
+
+
+def test_readme_final_second_seed_and_release():
+    """The final rung's second seed: its out-of-fold test mIoU, the seed differences per fold on validation, and
+    its fold-0 run as the released checkpoint with that run's own test score (chapter 7)."""
+    readme = _readme()
+    ladder = config.load_family(ROOT / "configs/ladder.yaml", profile="full")
+    cfg = ladder[list(ladder)[-1]]
+    first = [experiments.read_record(cfg, f, f, ROOT / "results") for f in ALL_FOLDS]
+    second = [experiments.read_record(cfg, f, f + selection.SECOND_SEED, ROOT / "results") for f in ALL_FOLDS]
+    if any(r is None for r in second):
+        pytest.skip("the final rung's second seed has not landed on every fold")
+    pooled = stats.pool_records(second, "test")
+    low, high = stats.group_bootstrap(pooled, "test", ("miou",), n_boot=1000)["miou"]
+    assert (f"second seed (seed = fold + {selection.SECOND_SEED}) reaches an out-of-fold test mIoU of "
+            f"{_oof(second, 'miou')} % ({100 * low:.1f} to {100 * high:.1f})") in readme
+    diffs = [v["spread"] for v in stats.seed_means([*first, *second], "val", "miou").values()]
+    assert (f"validation mIoU differ by {100 * min(diffs):.1f} to {100 * max(diffs):.1f} points "
+            f"({100 * sum(diffs) / len(diffs):.1f} on average)") in readme
+    release = second[0]
+    assert f"`results/{release['checkpoint']['path']}`" in readme
+    assert (f"on its own test fold it scores {100 * release['test']['miou']:.1f} % mIoU and "
+            f"{100 * release['test']['defect_miou']:.1f} % defect mIoU") in readme
