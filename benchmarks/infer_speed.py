@@ -5,8 +5,8 @@ uint8 activations with MinMax ranges) calibrated on ``--calibration-images``
 training images of the checkpoint's fold.  It is measured here only: it loses
 more accuracy than the library accepts for an export option (chapter 9).
 
-For each engine: images/s of the network on the first ``--batch`` test images
-as evaluation feeds them (squashed input: one batch at the checkpoint's input
+For each engine: images/s of the network on ``--batch`` test images spread evenly
+over the test fold, as evaluation feeds them (squashed input: one batch at the checkpoint's input
 size; native input: one image at a time at its own size, padded and tiled as
 in evaluation), the median of interleaved repetitions (so that a slow
 moment of the machine hits every engine alike), its ratio to PyTorch fp32,
@@ -111,7 +111,8 @@ def main() -> None:
             "ONNX Runtime int8 (static)": (OnnxAsModule(export.OnnxModel(int8_path, args.threads)), "fp32", False),
         }
         test = run_data.make_dataset(cfg, run_data.fold_samples(cfg, fold)["test"], progress=True)
-        images = [test[i]["image"] for i in range(min(args.batch, len(test)))]
+        spread = np.linspace(0, len(test) - 1, min(args.batch, len(test))).round().astype(int)   # all categories
+        images = [test[int(i)]["image"] for i in spread]
         # native images differ in size, so they go one at a time, as evaluate() feeds them
         inputs = [image[None] for image in images] if test.prep.native else [torch.stack(images)]
 
