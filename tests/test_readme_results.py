@@ -126,12 +126,18 @@ def test_readme_final_choice():
     assert len(shown) == 1 and f"validation mIoU, {shown.pop()} % each" in readme
 
 
+def _final_rung() -> tuple[str, dict]:
+    """The ladder's last rung, the final recipe (chapter 6 appends each kept step): its name and config."""
+    ladder = config.load_family(ROOT / "configs/ladder.yaml", profile="full")
+    rung = list(ladder)[-1]
+    return rung, ladder[rung]
+
+
 def test_readme_final_v2_paragraph():
     """The confirmatory stage's paragraph: the ladder's last rung out of fold, and the campaign's seed spread."""
     readme = _readme()
-    ladder = config.load_family(ROOT / "configs/ladder.yaml", profile="full")
-    rung = list(ladder)[-1]
-    final = [experiments.read_record(ladder[rung], fold, fold, ROOT / "results") for fold in ALL_FOLDS]
+    rung, cfg = _final_rung()
+    final = [experiments.read_record(cfg, fold, fold, ROOT / "results") for fold in ALL_FOLDS]
     assert all(r is not None for r in final), f"the README quotes the final rung {rung}, but a fold has no record"
     assert f"the ladder's `{rung}` rung" in readme
     pooled = stats.pool_records(final, "test")
@@ -181,8 +187,7 @@ def test_readme_final_second_seed_and_release():
     """The final rung's second seed: its out-of-fold test mIoU, the seed differences per fold on validation, and
     its fold-0 run as the released checkpoint with that run's own test score (chapter 7)."""
     readme = _readme()
-    ladder = config.load_family(ROOT / "configs/ladder.yaml", profile="full")
-    cfg = ladder[list(ladder)[-1]]
+    cfg = _final_rung()[1]
     first = [experiments.read_record(cfg, f, f, ROOT / "results") for f in ALL_FOLDS]
     second = [experiments.read_record(cfg, f, f + selection.SECOND_SEED, ROOT / "results") for f in ALL_FOLDS]
     if any(r is None for r in second):
@@ -204,8 +209,7 @@ def test_readme_final_random_bridge():
     """The final rung on the random image-level partition against the corrected grouped folds (chapter 7's
     bridge), both seed = fold, out of fold."""
     readme = _readme()
-    ladder = config.load_family(ROOT / "configs/ladder.yaml", profile="full")
-    cfg = ladder[list(ladder)[-1]]
+    cfg = _final_rung()[1]
     random = [experiments.read_record(config.on_partition(cfg, "random"), f, f, ROOT / "results") for f in ALL_FOLDS]
     if any(r is None for r in random):
         pytest.skip("the final rung's random-partition bridge has not landed on every fold")
