@@ -189,6 +189,13 @@ def converged(record: dict, tolerance: float = CONVERGED_GAIN, statistic: str = 
     return run_convergence(record)[statistic] <= tolerance
 
 
+def still_rising(records: Sequence[dict], tolerance: float = CONVERGED_GAIN) -> list[tuple[dict, float]]:
+    """The runs that have not :func:`converged`, each with how much its last fifth raised its best
+    (a fraction of mIoU), in the order given."""
+    gains = [(r, run_convergence(r)[CONVERGENCE_STATISTIC]) for r in records]
+    return [(r, gain) for r, gain in gains if gain > tolerance]
+
+
 def budget_verdict(records: Sequence[dict], tolerance: float = CONVERGED_GAIN,
                    statistic: str = CONVERGENCE_STATISTIC) -> dict:
     """The calibration's rule for a step budget, on validation only: it is kept when every run on it

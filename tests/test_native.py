@@ -255,3 +255,5 @@ def test_the_budget_rule_reads_the_best_so_far_not_the_scatter_below_it():
     assert not selection.converged(late)
     assert selection.budget_verdict([plateau, plateau])["kept"]
     assert selection.budget_verdict([plateau, late])["not_converged"] == ["l"]
+    rising = selection.still_rising([plateau, late, plateau])
+    assert [(r["run_id"], round(gain, 6)) for r, gain in rising] == [("l", 0.02)]
