@@ -220,3 +220,15 @@ def test_readme_final_random_bridge():
     assert (f"the final recipe scores {_oof(random, 'miou')} % out of fold ({100 * low:.1f} to {100 * high:.1f}) "
             f"against {_oof(grouped, 'miou')} % on the corrected grouped folds: the random split adds "
             f"{100 * inflation:.1f} points") in readme
+
+
+def test_readme_confirmatory_ladder():
+    """Chapter 6's ladder at the converged budget: every rung's out-of-fold test mIoU / defect mIoU on the five
+    corrected folds (seed = fold), in the ladder's order, with the rungs' names."""
+    readme = _readme()
+    ladder = config.load_family(ROOT / "configs/ladder.yaml", profile="full")
+    runs = {rung: [experiments.read_record(cfg, f, f, ROOT / "results") for f in ALL_FOLDS] for rung, cfg in ladder.items()}
+    if any(r is None for rs in runs.values() for r in rs):
+        pytest.skip("not every rung of the ladder has landed on all five folds")
+    assert " → ".join(f"`{rung}`" for rung in runs) in readme
+    assert " → ".join(f"{_oof(rs, 'miou')} / {_oof(rs, 'defect_miou')}" for rs in runs.values()) in readme
