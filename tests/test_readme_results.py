@@ -220,6 +220,8 @@ def test_readme_final_random_bridge():
     assert (f"the final recipe scores {_oof(random, 'miou')} % out of fold ({100 * low:.1f} to {100 * high:.1f}) "
             f"against {_oof(grouped, 'miou')} % on the corrected grouped folds: the random split adds "
             f"{100 * inflation:.1f} points") in readme
+    rising = len(selection.still_rising(random))
+    assert f"{rising} of the {len(random)} random-partition runs were still rising" in readme
 
 
 def test_readme_confirmatory_ladder():
