@@ -189,11 +189,11 @@ def converged(record: dict, tolerance: float = CONVERGED_GAIN, statistic: str = 
     return run_convergence(record)[statistic] <= tolerance
 
 
-def still_rising(records: Sequence[dict], tolerance: float = CONVERGED_GAIN) -> list[tuple[dict, float]]:
+def still_rising(records: Sequence[dict], tolerance: float = CONVERGED_GAIN,
+                 statistic: str = CONVERGENCE_STATISTIC) -> list[tuple[dict, float]]:
     """The runs that have not :func:`converged`, each with how much its last fifth raised its best
     (a fraction of mIoU), in the order given."""
-    gains = [(r, run_convergence(r)[CONVERGENCE_STATISTIC]) for r in records]
-    return [(r, gain) for r, gain in gains if gain > tolerance]
+    return [(r, run_convergence(r)[statistic]) for r in records if not converged(r, tolerance, statistic)]
 
 
 def budget_verdict(records: Sequence[dict], tolerance: float = CONVERGED_GAIN,
@@ -208,7 +208,7 @@ def budget_verdict(records: Sequence[dict], tolerance: float = CONVERGED_GAIN,
     if len(budgets) != 1 or None in budgets:
         raise ValueError(f"a budget verdict needs runs of one step budget, got {sorted(budgets, key=str)}")
     steps = budgets.pop()
-    rising = [r["run_id"] for r in records if not converged(r, tolerance, statistic)]
+    rising = [r["run_id"] for r, _ in still_rising(records, tolerance, statistic)]
     return {"kept": not rising, "steps": steps, "next_steps": None if not rising else 2 * steps,
             "not_converged": rising}
 
