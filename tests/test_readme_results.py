@@ -226,7 +226,8 @@ def test_readme_final_random_bridge():
 
 def test_readme_confirmatory_ladder():
     """Chapter 6's ladder at the converged budget: every rung's out-of-fold test mIoU / defect mIoU on the five
-    corrected folds (seed = fold), in the ladder's order, with the rungs' names."""
+    corrected folds (seed = fold), in the ladder's order, with the rungs' names, and its two steps (focal + Dice,
+    native crops) with their paired region-bootstrap intervals and the folds each is ahead on."""
     readme = _readme()
     ladder = config.load_family(ROOT / "configs/ladder.yaml", profile="full")
     runs = {rung: [experiments.read_record(cfg, f, f, ROOT / "results") for f in ALL_FOLDS] for rung, cfg in ladder.items()}
@@ -234,3 +235,9 @@ def test_readme_confirmatory_ladder():
         pytest.skip("not every rung of the ladder has landed on all five folds")
     assert " → ".join(f"`{rung}`" for rung in runs) in readme
     assert " → ".join(f"{_oof(rs, 'miou')} / {_oof(rs, 'defect_miou')}" for rs in runs.values()) in readme
+    steps = report.ladder_step_intervals(runs, keys=("miou",))
+    loss, crops = (steps.loc[f"{after} minus {before}"] for before, after in (("square-ce", "square"), ("square", "reference")))
+    assert (f"{100 * loss['miou']:+.1f} points of mIoU (95 % paired region-bootstrap interval "
+            f"{100 * loss['miou low']:+.1f} to {100 * loss['miou high']:+.1f}), ahead on {loss['miou folds ahead']} folds") in readme
+    assert (f"add {100 * crops['miou']:+.1f} ({100 * crops['miou low']:+.1f} to {100 * crops['miou high']:+.1f}), "
+            f"ahead on {crops['miou folds ahead']} folds") in readme
