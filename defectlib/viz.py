@@ -97,10 +97,13 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str] = CLASSES, ax=None
 
 
 class Plain(str):
-    """A string that shows without quotes when glued into the book's text."""
+    """A string that shows without quotes when glued into the book's text.
+
+    Glued text is pasted as it is, not parsed as Markdown, so its code backticks are dropped.
+    """
 
     def __repr__(self) -> str:
-        return str(self)
+        return str(self).replace("`", "")
 
 
 def plot_class_heatmap(ious, highlight: str | None = None, label: str = "test IoU (%)", ax=None):

@@ -136,3 +136,9 @@ def test_plot_budget_curves_draws_each_first_seed_run_in_its_fold_with_its_best_
     assert list(best.get_xdata()) == [4800] and best.get_ydata()[0] == 60.0
     assert panels[0].lines[0].get_color() == panels[1].lines[0].get_color()   # one colour per arm across folds
     assert len(viz.plot_budget_curves({}).axes) == 1 == len(viz.plot_budget_curves({4000: {"reference": []}}).axes)
+
+
+def test_plain_glues_without_quotes_or_code_backticks():
+    text = viz.Plain("the rung `square` over `square-ce`")
+    assert repr(text) == "the rung square over square-ce"   # what glue pastes into the book
+    assert str(text) == "the rung `square` over `square-ce`"   # what the notebook's Markdown shows
